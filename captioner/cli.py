@@ -1,0 +1,233 @@
+"""The ``captioner`` command line.
+
+Each subcommand imports its component when it runs, so ``captioner score`` or a
+serving command never pays for (or needs) TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _fail(exc: Exception) -> None:
+    raise click.ClickException(str(exc)) from exc
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="debug logging")
+def main(verbose: bool) -> None:
+    """Image captioning: data, training, evaluation, scoring."""
+    _setup_logging(verbose)
+
+
+def _train_overrides(**options: object) -> dict[str, object]:
+    return {k: v for k, v in options.items() if v is not None}
+
+
+_train_options = [
+    click.option("--dataset", help="training spec, e.g. shapes[train] or flickr8k[train]-2000s1"),
+    click.option("--val-dataset", help="validation spec (default: the dataset's val split)"),
+    click.option("--data-root", type=click.Path(path_type=Path), help="where real datasets live"),
+    click.option(
+        "--run-dir", type=click.Path(path_type=Path), help="checkpoints and the trained model"
+    ),
+    click.option("--architecture", type=click.Choice(["merge", "attention"])),
+    click.option(
+        "--encoder", help="small_cnn or a keras.applications backbone (xception, resnet50, ...)"
+    ),
+    click.option(
+        "--encoder-weights",
+        help="'random', a local weights file, or 'imagenet' from the Keras cache",
+    ),
+    click.option("--epochs", type=int),
+    click.option("--batch-size", type=int),
+    click.option("--learning-rate", type=float),
+    click.option(
+        "--max-train-seconds", type=float, help="stop after the epoch that passes this budget"
+    ),
+    click.option("--seed", type=int),
+]
+
+
+def train_options(func):
+    for option in reversed(_train_options):
+        func = option(func)
+    return func
+
+
+def _settings(options: dict[str, object]):
+    from pydantic import ValidationError
+
+    from training.settings import TrainSettings
+
+    try:
+        return TrainSettings(**_train_overrides(**options))
+    except ValidationError as exc:
+        _fail(exc)
+
+
+@main.command()
+@click.option(
+    "--dataset",
+    default="shapes[train]",
+    show_default=True,
+    help="spec of the split the vocabulary is built from",
+)
+@click.option(
+    "--data-root", type=click.Path(path_type=Path), default=Path("data"), show_default=True
+)
+@click.option("--min-count", type=int, default=1, show_default=True)
+def data(dataset: str, data_root: Path, min_count: int) -> None:
+    """Load a dataset's splits, build the vocabulary and run the data checks."""
+    from captioner.text import Vocabulary
+    from training.datasets.base import DatasetError
+    from training.datasets.registry import DATASETS, load_dataset
+    from training.datasets.spec import SpecError, parse_spec
+    from training.datasets.validation import validate
+
+    try:
+        spec = parse_spec(dataset, DATASETS)
+        splits = {s: load_dataset(spec.with_split(s), data_root) for s in ("train", "val", "test")}
+    except (SpecError, DatasetError) as exc:
+        _fail(exc)
+    vocab = Vocabulary.build(splits["train"].all_captions(), min_count)
+    for name, ds in splits.items():
+        click.echo(f"{name}: {len(ds)} images, {len(ds.all_captions())} captions")
+    click.echo(
+        f"vocabulary: {len(vocab)} tokens (min count {min_count}), "
+        f"max length {vocab.max_length} words"
+    )
+    checks = validate(splits["train"], [splits["val"], splits["test"]], vocab)
+    for check in checks:
+        click.echo(f"[{'ok' if check.passed else 'FAIL'}] {check.name}: {check.detail}")
+    if not all(c.passed for c in checks):
+        raise SystemExit(1)
+
+
+@main.command()
+@train_options
+def train(**options: object) -> None:
+    """Train a model (or resume the run in --run-dir)."""
+    from training.checkpoints import CheckpointError
+    from training.datasets.base import DatasetError
+    from training.trainer import train as run_training
+
+    settings = _settings(options)
+    try:
+        result = run_training(settings, progress=sys.stderr.isatty())
+    except (CheckpointError, DatasetError) as exc:
+        _fail(exc)
+    click.echo(
+        f"model: {result.model_dir} ({result.state.stopped}; best val CIDEr "
+        f"{result.state.best_score:.3f} at epoch {result.state.best_epoch})"
+    )
+
+
+@main.command()
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    required=True,
+)
+@click.option("--dataset", required=True, help="spec of the split to score, e.g. shapes[test]")
+@click.option(
+    "--out", type=click.Path(path_type=Path), help="report directory (default: MODEL/../eval)"
+)
+@click.option(
+    "--data-root", type=click.Path(path_type=Path), default=Path("data"), show_default=True
+)
+@click.option("--beam-size", type=int, default=3, show_default=True)
+@click.option("--length-penalty", type=float, default=0.7, show_default=True)
+@click.option("--no-baseline", is_flag=True, help="skip the constant-caption baseline")
+def evaluate(
+    model_dir: Path,
+    dataset: str,
+    out: Path | None,
+    data_root: Path,
+    beam_size: int,
+    length_penalty: float,
+    no_baseline: bool,
+) -> None:
+    """Score a trained model on a dataset split: corpus and per-image scores, a report."""
+    from training.datasets.base import DatasetError
+    from training.datasets.registry import DATASETS
+    from training.datasets.spec import SpecError, parse_spec
+    from training.evaluate import evaluate as run_evaluation
+    from training.models.captioner import ModelFileError
+
+    try:
+        spec = parse_spec(dataset, DATASETS)
+        result = run_evaluation(
+            model_dir,
+            spec,
+            out or model_dir.parent / "eval",
+            data_root,
+            beam_size,
+            length_penalty,
+            not no_baseline,
+        )
+    except (SpecError, DatasetError, ModelFileError) as exc:
+        _fail(exc)
+    click.echo(json.dumps(result.corpus, indent=2))
+    click.echo(f"report: {result.report}", err=True)
+
+
+@main.command()
+@click.option(
+    "--references",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    required=True,
+    help="JSON: image id -> list of captions",
+)
+@click.option(
+    "--hypotheses",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    required=True,
+    help="JSON: image id -> caption",
+)
+def score(references: Path, hypotheses: Path) -> None:
+    """Score any captions against references with pycocoevalcap; prints one JSON object."""
+    from training.metrics import ScoringError, score_files
+
+    try:
+        scores = score_files(references, hypotheses)
+    except ScoringError as exc:
+        _fail(exc)
+    click.echo(json.dumps(scores))
+
+
+@main.command()
+@train_options
+def demo(**options: object) -> None:
+    """Synthetic data, train the default model, evaluate it on held-out data."""
+    from training.demo import run_demo
+
+    settings = _settings(options)
+    corpus = run_demo(settings, progress=sys.stderr.isatty())
+    keys = ["BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "correct"]
+    click.echo(f"{'':10}" + "".join(f"{k:>10}" for k in keys))
+    for label, row in corpus.items():
+        click.echo(f"{label:10}" + "".join(f"{row.get(k, float('nan')):>10.3f}" for k in keys))
+    click.echo(
+        f"model: {settings.run_dir / 'model'}   report: {settings.run_dir / 'eval' / 'report.md'}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set everything up, then the gates: ruff, mypy, and the test suite.
+# Extra arguments go to pytest (e.g. -m slow for the full demo-quality test).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh train,dev
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,53 @@
+"""Factories shared by the tests."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from captioner.decoding import Candidate
+
+
+class MarkovStep:
+    """A toy step decoder: log-probabilities depend on the previous token and the image.
+
+    ``table[image, prev]`` is a row of log-probabilities over the vocabulary; the
+    state carries the image index through the search, like a real model's state.
+    """
+
+    def __init__(self, vocab_size: int = 6, images: int = 3, seed: int = 0, end_id: int = 2):
+        rng = np.random.default_rng(seed)
+        logits = rng.normal(size=(images, vocab_size, vocab_size)) * 2.0
+        logits[..., 0] = -1e9  # never <pad>
+        logits[..., 1] = -1e9  # never <start>
+        self.table = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+        self.end_id = end_id
+        self.calls = 0
+
+    def initial_state(self, features: np.ndarray) -> list[np.ndarray]:
+        return [features[:, 0].astype(np.int64)]
+
+    def step(self, features, tokens, state):
+        self.calls += 1
+        image = state[0]
+        return self.table[image, tokens].astype(np.float32), [image], None
+
+    def brute_force(self, image: int, max_length: int, penalty: float) -> tuple[list[int], float]:
+        """The best finished caption by exhaustive search (words then <end>)."""
+        words = [w for w in range(self.table.shape[1]) if w not in (0, 1, self.end_id)]
+        best: tuple[list[int], float] = ([], -np.inf)
+        for length in range(max_length + 1):
+            for seq in itertools.product(words, repeat=length):
+                prev, total = 1, 0.0
+                for w in (*seq, self.end_id):
+                    total += float(self.table[image, prev, w].astype(np.float32))
+                    prev = w
+                score = total / (max(length + 1, 1) ** penalty)
+                if score > best[1]:
+                    best = (list(seq), score)
+        return best
+
+
+def top(candidates: list[list[Candidate]]) -> list[list[int]]:
+    return [c[0].tokens for c in candidates]

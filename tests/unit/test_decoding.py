@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+
+from captioner.decoding import DecodeOptions, beam_search, decode, greedy_search
+from tests.helpers import MarkovStep, top
+
+END = 2
+
+
+def features(n):
+    return np.arange(n, dtype=np.float32)[:, None]
+
+
+def test_greedy_follows_argmax():
+    model = MarkovStep(images=2, seed=3)
+    result = greedy_search(model, features(2), 1, END, DecodeOptions(max_length=6))
+    for image, candidates in enumerate(result):
+        prev, expected = 1, []
+        for _ in range(7):
+            word = int(np.argmax(model.table[image, prev]))
+            if word == END:
+                break
+            expected.append(word)
+            prev = word
+        assert candidates[0].tokens == expected[:6]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_wide_beam_finds_the_exhaustive_best(seed):
+    model = MarkovStep(vocab_size=6, images=3, seed=seed)
+    options = DecodeOptions(beam_size=12, max_length=4, length_penalty=0.0)
+    result = beam_search(model, features(3), 1, END, options)
+    for image in range(3):
+        tokens, score = model.brute_force(image, 4, 0.0)
+        assert result[image][0].tokens == tokens
+        assert result[image][0].score == pytest.approx(score, abs=1e-4)
+
+
+def test_beam_does_not_stop_at_an_early_short_caption():
+    model = MarkovStep(vocab_size=5, images=1, seed=0)
+    table = np.full((5, 5), -30.0)
+    table[1, END] = np.log(0.4)  # <start> -> <end>: the most likely first step
+    table[1, 3] = np.log(0.35)
+    table[1, 4] = np.log(0.25)
+    table[3, END] = np.log(0.99)  # but "3 <end>" (p=0.3465) ...
+    table[4, END] = np.log(0.5)
+    table[4, 3] = np.log(0.5)
+    table[3, 3] = np.log(0.01)
+    model.table = table[None]
+    result = beam_search(
+        model, features(1), 1, END, DecodeOptions(beam_size=1, max_length=4, length_penalty=1.0)
+    )
+    # ... ranks above the empty caption once scores are normalised by length.
+    assert result[0][0].tokens == [3]
+
+
+def test_batched_equals_one_by_one():
+    model = MarkovStep(vocab_size=7, images=5, seed=11)
+    options = DecodeOptions(beam_size=3, max_length=6)
+    together = top(decode(model, features(5), 1, END, options))
+    alone = [
+        top(decode(model, features(5)[i : i + 1] * 0 + i, 1, END, options))[0] for i in range(5)
+    ]
+    assert together == alone
+
+
+def test_candidates_ranked_and_bounded():
+    model = MarkovStep(vocab_size=7, images=2, seed=5)
+    result = beam_search(model, features(2), 1, END, DecodeOptions(beam_size=3, max_length=5))
+    for candidates in result:
+        assert 1 <= len(candidates) <= 3
+        scores = [c.score for c in candidates]
+        assert scores == sorted(scores, reverse=True)
+        assert all(len(c.tokens) <= 5 for c in candidates)
+
+
+def test_max_length_is_respected():
+    model = MarkovStep(vocab_size=6, images=2, seed=1)
+    model.table[:, :, END] = -50.0  # <end> almost never wins
+    for size in (1, 3):
+        result = decode(model, features(2), 1, END, DecodeOptions(beam_size=size, max_length=3))
+        assert all(len(c[0].tokens) == 3 for c in result)
+
+
+def test_invalid_options():
+    with pytest.raises(ValueError, match="beam_size"):
+        DecodeOptions(beam_size=0)
+    with pytest.raises(ValueError, match="max_length"):
+        DecodeOptions(max_length=0)

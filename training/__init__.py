@@ -1,0 +1,1 @@
+"""Training: datasets, encoders, Keras captioning models, decoding and evaluation."""

@@ -1,0 +1,107 @@
+"""Training settings: typed, read once from ``CAPTIONER_*`` variables at the entry point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from training.datasets.spec import parse_spec
+
+
+class TrainSettings(BaseSettings):
+    """How to train one model. Every field is also a ``CAPTIONER_<FIELD>`` variable."""
+
+    model_config = SettingsConfigDict(env_prefix="CAPTIONER_", extra="ignore")
+
+    dataset: str = Field("shapes[train]", description="training split spec (contract 1)")
+    val_dataset: str | None = Field(
+        None, description="validation spec; default: the same dataset's val split"
+    )
+    data_root: Path = Field(Path("data"), description="where real datasets live")
+    run_dir: Path = Field(Path("runs/demo"), description="checkpoints, vocabulary, reports")
+
+    architecture: Literal["merge", "attention"] = "merge"
+    encoder: str = "small_cnn"
+    encoder_weights: str | None = Field(
+        None, description="None/'random', a weights file, or 'imagenet' from the Keras cache"
+    )
+    input_size: int | None = Field(
+        None, ge=32, description="encoder input size; default: the encoder's own"
+    )
+    train_encoder: bool | None = Field(
+        None, description="default: True for small_cnn, False (cached features) otherwise"
+    )
+
+    embed_dim: int = Field(256, ge=8)
+    units: int = Field(256, ge=8)
+    dropout: float = Field(0.5, ge=0.0, lt=1.0)
+    alpha_regularization: float = Field(
+        1.0, ge=0.0, description="attention: doubly stochastic weight"
+    )
+
+    min_count: int = Field(1, ge=1, description="words rarer than this become <unk>")
+    max_length_quantile: float = Field(1.0, gt=0.0, le=1.0)
+
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(2e-3, gt=0.0)
+    patience: int = Field(
+        4, ge=1, description="epochs without a better validation CIDEr before stopping"
+    )
+    val_images: int = Field(200, ge=1, description="validation images decoded per epoch for CIDEr")
+    max_train_seconds: float | None = Field(
+        None, gt=0, description="stop after the epoch that passes this budget"
+    )
+    seed: int = 1
+    mixed_precision: Literal["auto", "on", "off"] = "auto"
+
+    beam_size: int = Field(3, ge=1, description="beam size for the final evaluation")
+    length_penalty: float = Field(0.7, ge=0.0)
+
+    mlflow_tracking_uri: str | None = Field(
+        None, description="default: a file store under the run's parent"
+    )
+    mlflow_experiment: str = "captioner"
+
+    @field_validator("dataset", "val_dataset")
+    @classmethod
+    def _spec_is_valid(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_spec(value)
+        return value
+
+    @property
+    def encoder_trainable(self) -> bool:
+        return self.encoder == "small_cnn" if self.train_encoder is None else self.train_encoder
+
+    def decoder_config(self) -> dict[str, float | int]:
+        config: dict[str, float | int] = {
+            "embed_dim": self.embed_dim,
+            "units": self.units,
+            "dropout": self.dropout,
+        }
+        if self.architecture == "attention":
+            config["alpha_regularization"] = self.alpha_regularization
+        return config
+
+    def tracking_uri(self) -> str:
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return (self.run_dir.resolve().parent / "mlruns").as_uri()
+
+    def identity(self) -> dict[str, object]:
+        """The settings that must match for a run to resume (not budgets or evaluation)."""
+        skip = {
+            "epochs",
+            "max_train_seconds",
+            "patience",
+            "beam_size",
+            "length_penalty",
+            "mlflow_tracking_uri",
+            "run_dir",
+            "data_root",
+        }
+        return {k: v for k, v in self.model_dump(mode="json").items() if k not in skip}

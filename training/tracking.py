@@ -1,0 +1,50 @@
+"""Experiment tracking with MLflow: a local file store by default, a tracking URI when given.
+
+A resumed run continues the same MLflow run, so its metrics form one curve.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class Tracker:
+    """Thin wrapper that starts or resumes one MLflow run."""
+
+    def __init__(self, uri: str, experiment: str, run_name: str, run_id: str | None = None):
+        if uri.startswith("file:"):
+            # MLflow 3 keeps the file store in maintenance mode behind this opt-out;
+            # its SQLite store needs the full mlflow package (SQLAlchemy, Alembic),
+            # which a local default should not pull in.
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        import mlflow
+
+        self._mlflow = mlflow
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_experiment(experiment)
+        self.run = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name)
+        self.run_id: str = self.run.info.run_id
+        log.info("mlflow run %s at %s", self.run_id, uri)
+
+    def params(self, params: Mapping[str, Any]) -> None:
+        flat = {k: str(v)[:500] for k, v in params.items()}
+        existing = self._mlflow.get_run(self.run_id).data.params
+        new = {k: v for k, v in flat.items() if k not in existing}
+        if new:
+            self._mlflow.log_params(new)
+
+    def metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        clean = {k.replace("-", "_"): float(v) for k, v in metrics.items()}
+        self._mlflow.log_metrics(clean, step=step)
+
+    def artifact(self, path: Path) -> None:
+        self._mlflow.log_artifact(str(path))
+
+    def close(self, status: str = "FINISHED") -> None:
+        self._mlflow.end_run(status=status)
