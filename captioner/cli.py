@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -35,7 +36,7 @@ def main(verbose: bool) -> None:
     _setup_logging(verbose)
 
 
-def _train_overrides(**options: object) -> dict[str, object]:
+def _train_overrides(**options: Any) -> dict[str, Any]:
     return {k: v for k, v in options.items() if v is not None}
 
 

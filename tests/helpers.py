@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import itertools
+from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from captioner.decoding import Candidate
 
@@ -51,3 +54,19 @@ class MarkovStep:
 
 def top(candidates: list[list[Candidate]]) -> list[list[int]]:
     return [c[0].tokens for c in candidates]
+
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+FLICKR8K_TEXT = SHARED_DATA / "flickr8k_text"
+
+
+def write_stand_in_images(folder: Path, names, size: int = 8, seed: int = 0) -> Path:
+    """Small JPEGs standing in for real photos, one colour per name (seeded)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for name in names:
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        buffer = io.BytesIO()
+        Image.new("RGB", (size, size), colour).save(buffer, "JPEG")
+        (folder / name).write_bytes(buffer.getvalue())
+    return folder

@@ -44,6 +44,15 @@ class KerasStepDecoder:
         )
 
 
+def step_decoder(model: CaptionModel) -> KerasStepDecoder:
+    """The model's step decoder, made once: each new one would trace its functions again."""
+    decoder = getattr(model, "_step_decoder", None)
+    if decoder is None:
+        decoder = KerasStepDecoder(model)
+        model._step_decoder = decoder
+    return decoder
+
+
 def caption_batches(
     model: CaptionModel,
     vocab: Vocabulary,
@@ -52,7 +61,7 @@ def caption_batches(
     batch_size: int = 64,
 ) -> Iterator[tuple[list[str], list[list[Candidate]]]]:
     """Decode a dataset in batches: yields image ids and their ranked candidates."""
-    decoder = KerasStepDecoder(model)
+    decoder = step_decoder(model)
     spec = model.config.preprocessing()
     examples = dataset.examples
     for start in range(0, len(examples), batch_size):

@@ -84,14 +84,18 @@ class SmallCNN(layers.Layer):
     Args:
         filters: output channels of each block.
         kernel_size: side of every convolution kernel.
-        batch_norm: whether to normalise after each convolution.
+        batch_norm: whether to normalise after each convolution. Off by default:
+            trained end to end from scratch with a fast-moving encoder, the
+            moving statistics lag the batch statistics and inference-time
+            features drift from training-time ones (measured: teacher-forced
+            loss 0.48 in training mode vs 1.60 in inference mode after 4 epochs).
     """
 
     def __init__(
         self,
         filters: Sequence[int] = (32, 64, 96, 128),
         kernel_size: int = 3,
-        batch_norm: bool = True,
+        batch_norm: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)

@@ -23,7 +23,7 @@ class TrainSettings(BaseSettings):
     data_root: Path = Field(Path("data"), description="where real datasets live")
     run_dir: Path = Field(Path("runs/demo"), description="checkpoints, vocabulary, reports")
 
-    architecture: Literal["merge", "attention"] = "merge"
+    architecture: Literal["merge", "attention"] = "attention"
     encoder: str = "small_cnn"
     encoder_weights: str | None = Field(
         None, description="None/'random', a weights file, or 'imagenet' from the Keras cache"
@@ -35,17 +35,19 @@ class TrainSettings(BaseSettings):
         None, description="default: True for small_cnn, False (cached features) otherwise"
     )
 
-    embed_dim: int = Field(256, ge=8)
-    units: int = Field(256, ge=8)
-    dropout: float = Field(0.5, ge=0.0, lt=1.0)
-    alpha_regularization: float = Field(
-        1.0, ge=0.0, description="attention: doubly stochastic weight"
+    # Decoder sizes: unset means the architecture's own default (merge: the
+    # seed's 256/256/0.5; attention: 128/256/0.2).
+    embed_dim: int | None = Field(None, ge=8)
+    units: int | None = Field(None, ge=8)
+    dropout: float | None = Field(None, ge=0.0, lt=1.0)
+    alpha_regularization: float | None = Field(
+        None, ge=0.0, description="attention: doubly stochastic weight"
     )
 
     min_count: int = Field(1, ge=1, description="words rarer than this become <unk>")
     max_length_quantile: float = Field(1.0, gt=0.0, le=1.0)
 
-    epochs: int = Field(30, ge=1)
+    epochs: int = Field(24, ge=1)
     batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(2e-3, gt=0.0)
     patience: int = Field(
@@ -78,14 +80,11 @@ class TrainSettings(BaseSettings):
         return self.encoder == "small_cnn" if self.train_encoder is None else self.train_encoder
 
     def decoder_config(self) -> dict[str, float | int]:
-        config: dict[str, float | int] = {
-            "embed_dim": self.embed_dim,
-            "units": self.units,
-            "dropout": self.dropout,
-        }
+        """Decoder constructor arguments that were set; the rest keep the class defaults."""
+        names = ["embed_dim", "units", "dropout"]
         if self.architecture == "attention":
-            config["alpha_regularization"] = self.alpha_regularization
-        return config
+            names.append("alpha_regularization")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
     def tracking_uri(self) -> str:
         if self.mlflow_tracking_uri:

@@ -13,6 +13,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+RESUMED_FROM = "captioner.resumed_from"
+
 
 class Tracker:
     """Thin wrapper that starts or resumes one MLflow run."""
@@ -28,7 +30,15 @@ class Tracker:
         self._mlflow = mlflow
         mlflow.set_tracking_uri(uri)
         mlflow.set_experiment(experiment)
-        self.run = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name)
+        try:
+            self.run = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name)
+        except Exception as exc:  # MLflow raises several types for a damaged file store
+            if run_id is None:
+                raise
+            # A kill in the middle of an MLflow write can leave the run unreadable;
+            # tracking must never stop a resume, so continue in a new, linked run.
+            log.warning("mlflow run %s cannot be resumed (%s); starting a new one", run_id, exc)
+            self.run = mlflow.start_run(run_name=run_name, tags={RESUMED_FROM: run_id})
         self.run_id: str = self.run.info.run_id
         log.info("mlflow run %s at %s", self.run_id, uri)
 

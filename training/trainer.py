@@ -180,6 +180,7 @@ def train(settings: TrainSettings, progress: bool = True) -> TrainResult:
                 data.epoch(epoch, settings.seed, settings.batch_size),
                 epochs=epoch + 1,
                 initial_epoch=epoch,
+                shuffle=False,  # the pipeline shuffles, seeded per epoch
                 verbose=1 if progress else 2,
             )
             hypotheses = caption_dataset(model, vocab, val_set, greedy, batch_size=128)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.helpers import FLICKR8K_TEXT
 from training.datasets.base import DatasetError
 from training.datasets.flickr import (
     SPLIT_FILES,
@@ -25,7 +26,7 @@ from training.datasets.flickr import (
 from training.datasets.karpathy import load_karpathy
 from training.metrics import METRIC_KEYS, score_files
 
-TEXT_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "flickr8k_text"
+TEXT_DIR = FLICKR8K_TEXT
 OFFICIAL_SIZES = {"train": 6000, "val": 1000, "test": 1000}
 
 

@@ -92,7 +92,8 @@ def test_model_save_load_pair(tmp_path, architecture):
     np.testing.assert_allclose(
         np.asarray(loaded({"images": images, "tokens": tokens})), before, atol=1e-6
     )
-    assert loaded.config == config
+    assert loaded.config == model.config
+    assert loaded.config.decoder["embed_dim"] == 8 and len(loaded.config.decoder) >= 4
 
 
 def test_load_refuses_incomplete_or_mismatched_dirs(tmp_path):

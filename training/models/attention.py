@@ -5,7 +5,7 @@ softmax of those scores (the attention weights, which the UI draws) averages the
 grid into a context vector, gated by a scalar computed from the state. The
 LSTM reads the previous word and the context; the deep output layer combines
 word, state and context. Training adds the doubly stochastic regulariser
-``lambda * sum_i (1 - sum_t alpha_ti)^2`` so that every region gets attention.
+``lambda * mean_i (1 - sum_t alpha_ti)^2`` so that every region gets attention.
 """
 
 from __future__ import annotations
@@ -70,10 +70,10 @@ class AttentionDecoder(layers.Layer):
     def __init__(
         self,
         vocab_size: int,
-        embed_dim: int = 256,
-        units: int = 512,
-        attention_units: int = 256,
-        dropout: float = 0.3,
+        embed_dim: int = 128,
+        units: int = 256,
+        attention_units: int = 128,
+        dropout: float = 0.2,
         alpha_regularization: float = 1.0,
         **kwargs,
     ):
@@ -135,7 +135,11 @@ class AttentionDecoder(layers.Layer):
         if training and self.alpha_regularization > 0:
             mask = ops.cast(ops.not_equal(tokens, 0), alphas[0].dtype)
             attended = ops.sum(ops.stack(alphas, axis=1) * ops.expand_dims(mask, -1), axis=1)
-            penalty = ops.mean(ops.sum(ops.square(1.0 - attended), axis=-1))
+            # Mean over positions rather than the paper's sum: with a grid larger
+            # than the caption is long the sum cannot approach zero and would
+            # outweigh the caption loss (the common reference implementations
+            # average it the same way).
+            penalty = ops.mean(ops.square(1.0 - attended))
             self.add_loss(self.alpha_regularization * penalty)
         return ops.stack(logits, axis=1)
 

@@ -7,8 +7,9 @@ The encoder may be skipped at training time by feeding cached ``features``.
 
 from __future__ import annotations
 
+import inspect
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -72,6 +73,12 @@ class CaptionModel(keras.Model):
         )
         decoder_cls = MergeDecoder if config.architecture == "merge" else AttentionDecoder
         self.decoder = decoder_cls(vocab_size=config.vocab_size, name="decoder", **config.decoder)
+        # Record every decoder hyperparameter, defaults included, so a saved model
+        # never depends on what the defaults are when it is loaded.
+        accepted = inspect.signature(decoder_cls.__init__).parameters
+        hyper = self.decoder.get_config()
+        full = {k: hyper[k] for k in accepted if k in hyper and k != "vocab_size"}
+        self.config = replace(config, decoder=full)
         self.built_for_features = False
 
     def call(self, inputs, training=False):

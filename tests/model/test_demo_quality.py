@@ -1,0 +1,30 @@
+"""The demo's quality bar, on the full demo run (about 12 minutes on 2 cores): ``pytest -m slow``.
+
+The bar: on held-out ``shapes[test]``, CIDEr at least 3x the best constant
+caption's, BLEU-4 at least 0.5, and at least 80% of captions exactly correct,
+with at most 10 minutes of training.
+"""
+
+import pytest
+
+from training.demo import DEMO_TRAIN_SECONDS, run_demo
+from training.settings import TrainSettings
+
+
+@pytest.mark.slow
+def test_demo_reaches_the_bar(tmp_path):
+    run_dir = tmp_path / "demo"
+    settings = TrainSettings(run_dir=run_dir, mlflow_tracking_uri=(tmp_path / "mlruns").as_uri())
+    corpus = run_demo(settings, progress=False)
+    from training.checkpoints import load_state
+
+    state = load_state(run_dir)
+    assert state is not None
+    # The budget stops training after the epoch that passes it; one epoch is ~20 s here.
+    assert state.train_seconds <= DEMO_TRAIN_SECONDS + 60
+    constant = corpus["constant"]
+    for label in ("greedy", "beam3"):
+        model = corpus[label]
+        assert model["CIDEr"] >= 3 * constant["CIDEr"], label
+        assert model["BLEU-4"] >= 0.5, label
+        assert model["correct"] >= 0.8, label
