@@ -15,15 +15,12 @@ import numpy as np
 
 
 class StepDecoder(Protocol):
-    """What decoding needs from a model: an initial state and one step.
+    """What decoding needs from a model: one step.
 
     ``features`` rows and state rows correspond one to one; decoding gathers
-    feature rows itself when beams fan out.
+    feature rows itself when beams fan out. The initial state comes with the
+    features (the ONNX encoder computes both; the Keras model has ``initial_state``).
     """
-
-    def initial_state(self, features: np.ndarray) -> list[np.ndarray]:
-        """State arrays, each with the batch as first axis."""
-        ...
 
     def step(
         self, features: np.ndarray, tokens: np.ndarray, state: list[np.ndarray]
@@ -71,11 +68,15 @@ def _rank_score(log_prob: float, steps: int, penalty: float) -> float:
 
 
 def greedy_search(
-    model: StepDecoder, features: np.ndarray, start_id: int, end_id: int, options: DecodeOptions
+    model: StepDecoder,
+    features: np.ndarray,
+    state: list[np.ndarray],
+    start_id: int,
+    end_id: int,
+    options: DecodeOptions,
 ) -> list[list[Candidate]]:
     """Most likely word at each step, for a batch of images at once."""
     batch = features.shape[0]
-    state = model.initial_state(features)
     tokens = np.full((batch,), start_id, dtype=np.int32)
     words: list[list[int]] = [[] for _ in range(batch)]
     attention: list[list[np.ndarray]] = [[] for _ in range(batch)]
@@ -121,7 +122,12 @@ class _Beam:
 
 
 def beam_search(
-    model: StepDecoder, features: np.ndarray, start_id: int, end_id: int, options: DecodeOptions
+    model: StepDecoder,
+    features: np.ndarray,
+    state: list[np.ndarray],
+    start_id: int,
+    end_id: int,
+    options: DecodeOptions,
 ) -> list[list[Candidate]]:
     """Beam search for a batch of images; the beams of all images step together.
 
@@ -135,7 +141,6 @@ def beam_search(
     """
     k = options.beam_size
     batch = features.shape[0]
-    state = model.initial_state(features)
     beams = [_Beam(i, [], 0.0, []) for i in range(batch)]
     rows = np.arange(batch)
     tokens = np.full((batch,), start_id, dtype=np.int32)
@@ -198,11 +203,16 @@ def _settled(finished: list[Candidate], open_beams: list[_Beam], options: Decode
 
 
 def decode(
-    model: StepDecoder, features: np.ndarray, start_id: int, end_id: int, options: DecodeOptions
+    model: StepDecoder,
+    features: np.ndarray,
+    state: list[np.ndarray],
+    start_id: int,
+    end_id: int,
+    options: DecodeOptions,
 ) -> list[list[Candidate]]:
     """Greedy search when ``beam_size`` is 1, beam search otherwise."""
     search = greedy_search if options.beam_size == 1 else beam_search
-    return search(model, features, start_id, end_id, options)
+    return search(model, features, state, start_id, end_id, options)
 
 
 def best_tokens(candidates: Sequence[Sequence[Candidate]]) -> list[list[int]]:

@@ -68,7 +68,8 @@ def caption_batches(
         chunk = examples[start : start + batch_size]
         images = np.stack([preprocess(dataset.image(ex), spec) for ex in chunk])
         features = decoder.encode(images)
-        candidates = decode(decoder, features, vocab.start_id, vocab.end_id, options)
+        state = decoder.initial_state(features)
+        candidates = decode(decoder, features, state, vocab.start_id, vocab.end_id, options)
         yield [ex.image_id for ex in chunk], candidates
 
 

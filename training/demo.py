@@ -1,4 +1,4 @@
-"""The demo: synthetic data, train the default model, evaluate it, leave it for export."""
+"""The demo: synthetic data, train the default model, evaluate it, export its package."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from training.trainer import train
 log = logging.getLogger(__name__)
 
 DEMO_TRAIN_SECONDS = 600.0
+DEMO_VARIANTS: tuple[str, ...] = ()
 
 
 def run_demo(settings: TrainSettings, progress: bool = True) -> dict[str, dict[str, float]]:
@@ -31,4 +32,10 @@ def run_demo(settings: TrainSettings, progress: bool = True) -> dict[str, dict[s
         settings.length_penalty,
     )
     log.info("report: %s", evaluation.report)
+    from export.package import build_package
+
+    package = build_package(
+        result.model_dir, Path(settings.run_dir) / "package", variants=DEMO_VARIANTS
+    )
+    log.info("model package: %s", package)
     return evaluation.corpus

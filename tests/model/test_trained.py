@@ -58,10 +58,25 @@ def test_batched_decoding_matches_one_image_at_a_time(model_and_vocab):
     for size in (1, 3):
         options = DecodeOptions(size, vocab.max_length)
         together = [
-            c[0].tokens for c in decode(decoder, features, vocab.start_id, vocab.end_id, options)
+            c[0].tokens
+            for c in decode(
+                decoder,
+                features,
+                decoder.initial_state(features),
+                vocab.start_id,
+                vocab.end_id,
+                options,
+            )
         ]
         alone = [
-            decode(decoder, features[i : i + 1], vocab.start_id, vocab.end_id, options)[0][0].tokens
+            decode(
+                decoder,
+                features[i : i + 1],
+                decoder.initial_state(features[i : i + 1]),
+                vocab.start_id,
+                vocab.end_id,
+                options,
+            )[0][0].tokens
             for i in range(len(features))
         ]
         assert together == alone

@@ -13,7 +13,9 @@ def features(n):
 
 def test_greedy_follows_argmax():
     model = MarkovStep(images=2, seed=3)
-    result = greedy_search(model, features(2), 1, END, DecodeOptions(max_length=6))
+    result = greedy_search(
+        model, features(2), model.initial_state(features(2)), 1, END, DecodeOptions(max_length=6)
+    )
     for image, candidates in enumerate(result):
         prev, expected = 1, []
         for _ in range(7):
@@ -29,7 +31,7 @@ def test_greedy_follows_argmax():
 def test_wide_beam_finds_the_exhaustive_best(seed):
     model = MarkovStep(vocab_size=6, images=3, seed=seed)
     options = DecodeOptions(beam_size=12, max_length=4, length_penalty=0.0)
-    result = beam_search(model, features(3), 1, END, options)
+    result = beam_search(model, features(3), model.initial_state(features(3)), 1, END, options)
     for image in range(3):
         tokens, score = model.brute_force(image, 4, 0.0)
         assert result[image][0].tokens == tokens
@@ -48,7 +50,12 @@ def test_beam_does_not_stop_at_an_early_short_caption():
     table[3, 3] = np.log(0.01)
     model.table = table[None]
     result = beam_search(
-        model, features(1), 1, END, DecodeOptions(beam_size=1, max_length=4, length_penalty=1.0)
+        model,
+        features(1),
+        model.initial_state(features(1)),
+        1,
+        END,
+        DecodeOptions(beam_size=1, max_length=4, length_penalty=1.0),
     )
     # ... ranks above the empty caption once scores are normalised by length.
     assert result[0][0].tokens == [3]
@@ -57,16 +64,33 @@ def test_beam_does_not_stop_at_an_early_short_caption():
 def test_batched_equals_one_by_one():
     model = MarkovStep(vocab_size=7, images=5, seed=11)
     options = DecodeOptions(beam_size=3, max_length=6)
-    together = top(decode(model, features(5), 1, END, options))
+    together = top(decode(model, features(5), model.initial_state(features(5)), 1, END, options))
     alone = [
-        top(decode(model, features(5)[i : i + 1] * 0 + i, 1, END, options))[0] for i in range(5)
+        top(
+            decode(
+                model,
+                features(5)[i : i + 1] * 0 + i,
+                model.initial_state(features(5)[i : i + 1] * 0 + i),
+                1,
+                END,
+                options,
+            )
+        )[0]
+        for i in range(5)
     ]
     assert together == alone
 
 
 def test_candidates_ranked_and_bounded():
     model = MarkovStep(vocab_size=7, images=2, seed=5)
-    result = beam_search(model, features(2), 1, END, DecodeOptions(beam_size=3, max_length=5))
+    result = beam_search(
+        model,
+        features(2),
+        model.initial_state(features(2)),
+        1,
+        END,
+        DecodeOptions(beam_size=3, max_length=5),
+    )
     for candidates in result:
         assert 1 <= len(candidates) <= 3
         scores = [c.score for c in candidates]
@@ -78,7 +102,14 @@ def test_max_length_is_respected():
     model = MarkovStep(vocab_size=6, images=2, seed=1)
     model.table[:, :, END] = -50.0  # <end> almost never wins
     for size in (1, 3):
-        result = decode(model, features(2), 1, END, DecodeOptions(beam_size=size, max_length=3))
+        result = decode(
+            model,
+            features(2),
+            model.initial_state(features(2)),
+            1,
+            END,
+            DecodeOptions(beam_size=size, max_length=3),
+        )
         assert all(len(c[0].tokens) == 3 for c in result)
 
 

@@ -85,9 +85,11 @@ class MergeDecoder(layers.Layer):
             ``(logits [B, V], [h, c], None)``; merge models have no attention weights.
         """
         image = self.project(features)
-        words = self.embedding(ops.expand_dims(token, 1))
-        output, h, c = self.lstm(words, initial_state=state)
-        logits = self.classifier(ops.concatenate([image, output[:, 0]], axis=-1))
+        words = self.embedding(token)
+        # The LSTM's own cell, not the layer over a length-1 sequence: the same
+        # weights and arithmetic without a loop, so the exported step stays a plain graph.
+        output, (h, c) = self.lstm.cell(words, state)
+        logits = self.classifier(ops.concatenate([image, output], axis=-1))
         return logits, [h, c], None
 
     def get_config(self):

@@ -1,0 +1,103 @@
+"""ONNX Runtime sessions for a model package: encoder, step decoder, and search.
+
+Tensor names and shapes are checked against the manifest when the sessions are
+made, so a package whose graphs were swapped or renamed is refused with the
+name that differs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from captioner.decoding import Candidate, DecodeOptions, decode
+from captioner.package import Package, PackageError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def _check_io(session: Any, spec: dict[str, Any], graph: str) -> None:
+    for kind, actual in (("inputs", session.get_inputs()), ("outputs", session.get_outputs())):
+        expected = {t["name"]: t["shape"] for t in spec[kind]}
+        found = {t.name: [d if isinstance(d, int) else None for d in t.shape] for t in actual}
+        if set(expected) != set(found):
+            missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+            raise PackageError(
+                f"{graph} {kind} do not match the manifest: missing {missing}, unexpected {extra}"
+            )
+        for name, shape in expected.items():
+            if len(shape) != len(found[name]) or any(
+                e is not None and f is not None and e != f
+                for e, f in zip(shape, found[name], strict=False)
+            ):
+                raise PackageError(
+                    f"{graph} tensor {name!r} has shape {found[name]}, the manifest says {shape}"
+                )
+
+
+class OnnxCaptioner:
+    """Encoder + step decoder sessions; a :class:`captioner.decoding.StepDecoder`.
+
+    Args:
+        package: an opened package.
+        variant: ``fp32``, ``fp16`` or ``int8`` (as the package offers).
+        providers: execution providers in order of preference; those this
+            onnxruntime build lacks are skipped, and the ones actually active are
+            read back into ``providers``.
+        threads: intra-op threads (0 lets onnxruntime choose).
+    """
+
+    def __init__(
+        self,
+        package: Package,
+        variant: str = "fp32",
+        providers: Sequence[str] = DEFAULT_PROVIDERS,
+        threads: int = 0,
+    ):
+        import onnxruntime as ort
+
+        self.package = package
+        self.variant = variant
+        available = set(ort.get_available_providers())
+        wanted = [p for p in providers if p in available] or ["CPUExecutionProvider"]
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        encoder_path, decoder_path = package.graph_files(variant)
+        try:
+            self.encoder = ort.InferenceSession(str(encoder_path), options, providers=wanted)
+            self.decoder = ort.InferenceSession(str(decoder_path), options, providers=wanted)
+        except Exception as exc:  # onnxruntime raises its own untyped errors for bad graphs
+            raise PackageError(f"onnxruntime cannot load the {variant} graphs: {exc}") from exc
+        _check_io(self.encoder, package.manifest["encoder"], "encoder")
+        _check_io(self.decoder, package.manifest["decoder"], "decoder")
+        self.providers: list[str] = self.encoder.get_providers()
+        self._attention = any(o.name == "attention" for o in self.decoder.get_outputs())
+        self._float = np.float16 if "float16" in self.encoder.get_inputs()[0].type else np.float32
+
+    def encode(self, images: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Features and the initial decoder state for a batch of preprocessed images."""
+        features, h, c = self.encoder.run(
+            ["features", "init_h", "init_c"], {"images": images.astype(self._float)}
+        )
+        return features, [h, c]
+
+    def step(self, features, tokens, state):
+        names = ["log_probs", "h_out", "c_out"] + (["attention"] if self._attention else [])
+        outputs = self.decoder.run(
+            names,
+            {"features": features, "token": tokens.astype(np.int32), "h": state[0], "c": state[1]},
+        )
+        alpha = outputs[3] if self._attention else None
+        return outputs[0].astype(np.float32), [outputs[1], outputs[2]], alpha
+
+    def caption(self, images: np.ndarray, options: DecodeOptions) -> list[list[Candidate]]:
+        """Ranked candidates for each preprocessed image of a batch."""
+        features, state = self.encode(images)
+        vocab = self.package.vocab
+        return decode(self, features, state, vocab.start_id, vocab.end_id, options)

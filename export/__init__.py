@@ -1,0 +1,1 @@
+"""Export: Keras model -> ONNX encoder and one-step decoder -> a versioned model package."""

@@ -1,0 +1,167 @@
+"""Build the model package (contract 2) from a trained model directory, parity-checked."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from captioner.package import FORMAT_VERSION, MANIFEST, open_package, sha256
+from captioner.runtime import OnnxCaptioner
+from captioner.text import SPECIALS, Vocabulary
+from export.convert import OPSET, export_decoder, export_encoder
+from training.decode import step_decoder
+from training.models.captioner import CaptionModel
+
+log = logging.getLogger(__name__)
+
+PARITY_TOLERANCE = 1e-4
+
+
+class ExportError(RuntimeError):
+    """The exported graphs disagree with the Keras model, or the input is unusable."""
+
+
+def _run_metadata(model_dir: Path) -> tuple[str | None, dict[str, Any]]:
+    """The dataset spec and evaluation scores recorded beside a training run's model."""
+    run_dir = model_dir.parent
+    dataset = None
+    settings = run_dir / "settings.json"
+    if settings.is_file():
+        dataset = json.loads(settings.read_text()).get("dataset")
+    scores: dict[str, Any] = {}
+    scores_file = run_dir / "eval" / "scores.json"
+    if scores_file.is_file():
+        recorded = json.loads(scores_file.read_text())
+        scores = {"dataset": recorded.get("dataset"), **recorded.get("corpus", {})}
+    return dataset, scores
+
+
+def probe_images(model: CaptionModel, count: int = 4, seed: int = 0) -> np.ndarray:
+    """Deterministic inputs in the encoder's scaled range, for parity checks."""
+    pre = model.config.preprocessing()
+    from captioner.images import scale_pixels
+
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (count, pre.height, pre.width, 3)).astype(np.float32)
+    return scale_pixels(pixels, pre.scaling).astype(np.float32)
+
+
+def parity(
+    model: CaptionModel, runtime: OnnxCaptioner, images: np.ndarray, steps: int = 5
+) -> dict[str, float]:
+    """Largest absolute differences between Keras and ONNX Runtime on the same inputs.
+
+    Features, and log-probabilities and probabilities over ``steps`` decoding
+    steps fed the same (greedy, Keras-chosen) tokens.
+    """
+    keras_step = step_decoder(model)
+    k_features = keras_step.encode(images)
+    k_state = keras_step.initial_state(k_features)
+    o_features, o_state = runtime.encode(images)
+    diffs = {"features": float(np.abs(k_features - o_features).max())}
+    tokens = np.full(len(images), 1, np.int32)
+    worst_logp = worst_prob = 0.0
+    for _ in range(steps):
+        k_logp, k_state, _ = keras_step.step(k_features, tokens, k_state)
+        o_logp, o_state, _ = runtime.step(o_features, tokens, o_state)
+        worst_logp = max(worst_logp, float(np.abs(k_logp - o_logp).max()))
+        worst_prob = max(worst_prob, float(np.abs(np.exp(k_logp) - np.exp(o_logp)).max()))
+        tokens = np.argmax(k_logp, axis=-1).astype(np.int32)
+    diffs.update(log_probs=worst_logp, probs=worst_prob)
+    return diffs
+
+
+def build_package(
+    model_dir: Path,
+    out_dir: Path,
+    name: str | None = None,
+    version: str | None = None,
+    opset: int = OPSET,
+    variants: tuple[str, ...] = (),
+) -> Path:
+    """Export a trained model directory into a verified package at ``out_dir``."""
+    model = CaptionModel.load_dir(model_dir)
+    vocab = Vocabulary.load(model_dir / "vocab.json")
+    dataset, scores = _run_metadata(model_dir)
+    tmp = out_dir.with_name(f".{out_dir.name}.partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    encoder_io = export_encoder(model, tmp / "encoder.onnx", opset)
+    decoder_io = export_decoder(model, tmp / "decoder.onnx", opset)
+    vocab.save(tmp / "vocab.json")
+    created = datetime.now(UTC)
+    weights_hash = sha256(model_dir / "model.weights.h5")[:8]
+    config = model.config
+    manifest: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "model": {
+            "name": name or f"{(dataset or 'captioner').split('[')[0]}-{config.architecture}",
+            "version": version or f"{created:%Y%m%d.%H%M%S}-{weights_hash}",
+        },
+        "architecture": config.architecture,
+        "encoder": {
+            "name": config.encoder,
+            "input_size": [config.preprocessing().height, config.preprocessing().width],
+            "preprocessing": config.preprocessing().to_dict(),
+            "inputs": [t.to_dict() for t in encoder_io if t.name == "images"],
+            "outputs": [t.to_dict() for t in encoder_io if t.name != "images"],
+        },
+        "decoder": {
+            "config": config.decoder,
+            "inputs": [
+                t.to_dict() for t in decoder_io if t.name in ("features", "token", "h", "c")
+            ],
+            "outputs": [
+                t.to_dict() for t in decoder_io if t.name not in ("features", "token", "h", "c")
+            ],
+        },
+        "vocabulary": {
+            "size": len(vocab),
+            "max_length": vocab.max_length,
+            "special_tokens": {t: i for i, t in enumerate(SPECIALS)},
+        },
+        "onnx": {"opset": opset, "producer": "tf2onnx"},
+        "dataset": dataset,
+        "scores": scores,
+        "created": created.isoformat(timespec="seconds"),
+        "files": {},
+    }
+    _write_manifest(tmp, manifest)
+    runtime = OnnxCaptioner(open_package(tmp), providers=["CPUExecutionProvider"])
+    diffs = parity(model, runtime, probe_images(model))
+    if diffs["probs"] > PARITY_TOLERANCE:
+        raise ExportError(
+            f"ONNX step probabilities differ from Keras by {diffs['probs']:.2e} "
+            f"(> {PARITY_TOLERANCE})"
+        )
+    manifest["parity"] = {"fp32": diffs}
+    if variants:
+        from export.variants import add_variants
+
+        manifest["variants"], manifest["parity"]["variants"] = add_variants(tmp, variants)
+    _write_manifest(tmp, manifest)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    log.info(
+        "package %s %s written to %s (max |dp| %.1e)",
+        manifest["model"]["name"],
+        manifest["model"]["version"],
+        out_dir,
+        diffs["probs"],
+    )
+    return out_dir
+
+
+def _write_manifest(root: Path, manifest: dict[str, Any]) -> None:
+    manifest["files"] = {
+        p.name: sha256(p) for p in sorted(root.iterdir()) if p.is_file() and p.name != MANIFEST
+    }
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
