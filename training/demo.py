@@ -13,7 +13,7 @@ from training.trainer import train
 log = logging.getLogger(__name__)
 
 DEMO_TRAIN_SECONDS = 600.0
-DEMO_VARIANTS: tuple[str, ...] = ()
+DEMO_VARIANTS: tuple[str, ...] = ("fp16", "int8")
 
 
 def run_demo(settings: TrainSettings, progress: bool = True) -> dict[str, dict[str, float]]:
