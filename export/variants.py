@@ -1,96 +1,182 @@
 """Precision variants of a package's graphs: FP16 for GPU serving, INT8 for CPU serving.
 
-Both keep float32 inputs and outputs and the same tensor names, so the runtime
-and the manifest's tensor contract are unchanged; only the file differs.
-onnxruntime's own tools do the conversion (``onnxruntime.transformers.float16``
-and ``onnxruntime.quantization.quantize_dynamic``).
+Both keep float32 inputs and outputs and the fp32 graphs' tensor names, so the
+runtime and the manifest's tensor contract are unchanged; only the files differ.
+onnxruntime's own tools convert: ``onnxruntime.transformers.float16`` and
+``onnxruntime.quantization.quantize_dynamic``.
+
+- ``fp16`` targets the CUDA execution provider. It also loads and runs on the
+  CPU provider (``verify`` and the tests run there, and export checks it), but
+  there it is slower than fp32: the CPU provider computes most float16 ops by
+  casting to float32 and back.
+- ``int8`` targets the CPU provider: MatMul/Gemm weights are int8 (per output
+  channel), activations are quantised per batch at run time. Convolutions stay
+  float: onnxruntime's dynamic ``ConvInteger`` ran the demo encoder several
+  times slower than fp32 on CPU, for no gain in agreement.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 
-VARIANTS = ("fp16", "int8")
+from captioner.images import scale_pixels
+from captioner.package import VARIANTS as PACKAGE_VARIANTS
+from captioner.package import Package, open_package
+from captioner.runtime import OnnxCaptioner
+
+VARIANTS = tuple(v for v in PACKAGE_VARIANTS if v != "fp32")
 DESCRIPTIONS = {
-    "fp16": "float16 weights and compute, float32 inputs/outputs; for CUDA serving",
-    "int8": "dynamically quantised int8 weights (MatMul/Gemm/Conv); for CPU serving",
+    "fp16": "float16 weights and compute, float32 inputs/outputs; for CUDAExecutionProvider",
+    "int8": "dynamic int8 quantisation of MatMul/Gemm weights, per channel; "
+    "for CPUExecutionProvider",
 }
+# Op types left float32 in the fp16 graphs, beyond onnxruntime's default block
+# list (ML-domain ops, TopK, Range, CumSum, Min/Max, ...). None are needed for
+# these graphs: CUDA has float16 kernels for all their ops, and on CPU
+# onnxruntime itself wraps an op that lacks a float16 kernel in casts.
+FP16_KEEP_FLOAT32: tuple[str, ...] = ()
+INT8_OPS = ("MatMul", "Gemm")
+
+
+def _cpu_session(model: onnx.ModelProto) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
 
 
 def _fp16(source: Path, target: Path) -> None:
-    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
     from onnxruntime.transformers.onnx_model import OnnxModel
 
-    converted = OnnxModel(convert_float_to_float16(onnx.load(str(source)), keep_io_types=True))
+    converted = OnnxModel(
+        convert_float_to_float16(
+            onnx.load(str(source)),
+            keep_io_types=True,
+            op_block_list=[*DEFAULT_OP_BLOCK_LIST, *FP16_KEEP_FLOAT32],
+        )
+    )
     # The converter appends its input casts after the nodes that read them;
     # onnx.checker requires topological order, so restore it.
     converted.topological_sort()
+    _cpu_session(converted.model)
     onnx.save(converted.model, str(target))
+
+
+@contextlib.contextmanager
+def _root_logger_at(level: int) -> Iterator[None]:
+    """The quantiser logs a line per tensor, and a pre-processing hint, on the root logger."""
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(max(before, level))
+    try:
+        yield
+    finally:
+        root.setLevel(before)
 
 
 def _int8(source: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    # No quant_pre_process: dynamic quantisation needs no calibration shapes, and
+    # its symbolic shape inference would need sympy, which nothing else does.
+    with _root_logger_at(logging.ERROR):
+        quantize_dynamic(
+            str(source),
+            str(target),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=list(INT8_OPS),
+            per_channel=True,
+        )
+    _cpu_session(onnx.load(str(target)))
 
 
-def add_variants(root: Path, variants: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Write the variant graphs beside the fp32 ones.
+def add_variants(
+    package_dir: Path, variants: tuple[str, ...]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Write the variant graphs beside the fp32 ones and measure them against fp32.
+
+    Args:
+        package_dir: a package directory whose manifest already describes the
+            fp32 graphs (the variants are checked against its tensor contract).
+        variants: any of :data:`VARIANTS`.
 
     Returns:
-        The manifest's ``variants`` entry and the variants' parity with fp32
-        (largest probability difference over a few greedy steps on probe images).
+        The manifest's ``variants`` entry (``{variant: {"encoder", "decoder",
+        "description", ...}}``) and each variant's parity with fp32 on
+        deterministic probe images (see :func:`parity_with_fp32`).
+
+    Raises:
+        ValueError: a variant name that is not one of :data:`VARIANTS`.
     """
-    unknown = sorted(set(variants) - set(VARIANTS))
+    unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ValueError(
-            f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}"
+            f"unknown precision variant(s) {', '.join(map(repr, unknown))}; "
+            f"choose from {', '.join(VARIANTS)}"
         )
     convert = {"fp16": _fp16, "int8": _int8}
     entries: dict[str, Any] = {}
-    for variant in variants:
+    for variant in dict.fromkeys(variants):
         files = {}
         for graph in ("encoder", "decoder"):
-            target = root / f"{graph}.{variant}.onnx"
-            convert[variant](root / f"{graph}.onnx", target)
+            target = package_dir / f"{graph}.{variant}.onnx"
+            convert[variant](package_dir / f"{graph}.onnx", target)
             files[graph] = target.name
         entries[variant] = {**files, "description": DESCRIPTIONS[variant]}
-    return entries, {v: _parity(root, entries, v) for v in variants}
+    package = open_package(package_dir)
+    package = Package(package.root, {**package.manifest, "variants": entries}, package.vocab)
+    return entries, {v: parity_with_fp32(package, v) for v in entries}
 
 
-def _parity(root: Path, entries: dict[str, Any], variant: str, steps: int = 5) -> dict[str, float]:
-    import onnxruntime as ort
+def probe_images(package: Package, count: int = 8, seed: int = 0) -> np.ndarray:
+    """Deterministic noise images in the encoder's scaled input range."""
+    pre = package.preprocessing()
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (count, pre.height, pre.width, 3)).astype(np.float32)
+    return scale_pixels(pixels, pre.scaling).astype(np.float32)
 
-    def sessions(encoder: str, decoder: str):
-        make = lambda name: ort.InferenceSession(
-            str(root / name), providers=["CPUExecutionProvider"]
-        )  # noqa: E731
-        return make(encoder), make(decoder)
 
-    reference = sessions("encoder.onnx", "decoder.onnx")
-    candidate = sessions(entries[variant]["encoder"], entries[variant]["decoder"])
-    shape = reference[0].get_inputs()[0].shape
-    rng = np.random.default_rng(0)
-    images = rng.uniform(-1, 1, (4, *shape[1:])).astype(np.float32)
-    runs = []
-    for encoder, decoder in (reference, candidate):
-        features, h, c = encoder.run(["features", "init_h", "init_c"], {"images": images})
-        runs.append((decoder, features, h, c))
-    tokens = np.ones(len(images), np.int32)
-    worst = 0.0
+def parity_with_fp32(package: Package, variant: str, steps: int = 5) -> dict[str, float]:
+    """How far a variant's outputs are from fp32's, on the CPU provider.
+
+    Both decoders are fed the same tokens (fp32's greedy choice) for ``steps``
+    steps from their own encoder outputs, so the differences accumulate as they
+    would in a real decode.
+
+    Returns:
+        ``features``, ``log_probs`` and ``probs``: largest absolute differences;
+        ``tokens_agree``: share of (image, step) pairs where both pick the same
+        greedy token.
+    """
+    reference = OnnxCaptioner(package, "fp32", providers=["CPUExecutionProvider"])
+    candidate = OnnxCaptioner(package, variant, providers=["CPUExecutionProvider"])
+    images = probe_images(package)
+    r_features, r_state = reference.encode(images)
+    c_features, c_state = candidate.encode(images)
+    tokens = np.full(len(images), package.vocab.start_id, np.int32)
+    worst_logp = worst_prob = 0.0
+    agree = []
     for _ in range(steps):
-        outputs = []
-        for i, (decoder, features, h, c) in enumerate(runs):
-            logp, h, c = decoder.run(
-                ["log_probs", "h_out", "c_out"],
-                {"features": features, "token": tokens, "h": h, "c": c},
-            )
-            runs[i] = (decoder, features, h, c)
-            outputs.append(logp)
-        worst = max(worst, float(np.abs(np.exp(outputs[0]) - np.exp(outputs[1])).max()))
-        tokens = np.argmax(outputs[0], axis=-1).astype(np.int32)
-    return {"probs": worst}
+        r_logp, r_state, _ = reference.step(r_features, tokens, r_state)
+        c_logp, c_state, _ = candidate.step(c_features, tokens, c_state)
+        worst_logp = max(worst_logp, float(np.abs(r_logp - c_logp).max()))
+        worst_prob = max(worst_prob, float(np.abs(np.exp(r_logp) - np.exp(c_logp)).max()))
+        tokens = np.argmax(r_logp, axis=-1).astype(np.int32)
+        agree.append(tokens == np.argmax(c_logp, axis=-1))
+    return {
+        "features": float(np.abs(r_features - c_features).max()),
+        "log_probs": worst_logp,
+        "probs": worst_prob,
+        "tokens_agree": float(np.mean(agree)),
+    }
