@@ -1,9 +1,12 @@
-"""FP32 vs FP16 vs INT8 package variants, side by side in one run, on CPU.
+"""FP32 vs FP16 vs INT8 package variants, side by side in one run, on the CPU provider.
 
-For each variant: caption agreement with fp32 (greedy and beam 3), corpus CIDEr
-and its difference to fp32, the share of exactly correct captions (shapes), and
-speed (encoder images/s, end-to-end greedy captions/s; median of repeats after a
-warm-up). Prints a markdown table and the INT8/FP32 speed ratios.
+For each variant the package offers: caption agreement with fp32 (the share of
+identical captions, greedy and beam 3), corpus CIDEr and its difference to fp32,
+the share of exactly correct captions (``shapes`` only), and speed: encoder
+images/s and end-to-end greedy captions/s (encoder plus search), each the median
+of ``--repeats`` runs after a warm-up. Timed runs interleave the variants, so a
+neighbour's load on a shared machine falls on all of them alike. Prints a
+markdown table and the speed ratios to fp32.
 
     python benchmarks/variants.py --package runs/demo/package --dataset "shapes[test]"
 """
@@ -13,6 +16,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,120 +27,167 @@ from captioner.decoding import DecodeOptions
 from captioner.images import preprocess
 from captioner.package import open_package
 from captioner.runtime import OnnxCaptioner
+from training.datasets.base import CaptionDataset
 from training.datasets.registry import load_dataset
 from training.metrics import score_captions
 
+SEARCHES = {"greedy": 1, "beam3": 3}
+PROVIDERS = ["CPUExecutionProvider"]
 
-def caption_all(runtime: OnnxCaptioner, images: np.ndarray, beam: int, batch: int) -> list[str]:
+
+def caption_all(
+    runtime: OnnxCaptioner, images: np.ndarray, beam_size: int, batch_size: int
+) -> list[str]:
+    """The best caption for every image, decoded in batches."""
     vocab = runtime.package.vocab
-    options = DecodeOptions(beam_size=beam, max_length=vocab.max_length)
-    out: list[str] = []
-    for start in range(0, len(images), batch):
-        for ranked in runtime.caption(images[start : start + batch], options):
-            out.append(vocab.decode(ranked[0].tokens))
-    return out
+    options = DecodeOptions(beam_size=beam_size, max_length=vocab.max_length)
+    captions: list[str] = []
+    for start in range(0, len(images), batch_size):
+        ranked = runtime.caption(images[start : start + batch_size], options)
+        captions += [vocab.decode(candidates[0].tokens) for candidates in ranked]
+    return captions
 
 
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
+def encode_all(runtime: OnnxCaptioner, images: np.ndarray, batch_size: int) -> None:
+    for start in range(0, len(images), batch_size):
+        runtime.encode(images[start : start + batch_size])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def interleaved_medians(
+    jobs: dict[str, Callable[[], object]], repeats: int, desc: str
+) -> dict[str, float]:
+    """Median seconds of each job: one warm-up each, then ``repeats`` rounds of all jobs."""
+    for job in jobs.values():
+        job()
+    seconds: dict[str, list[float]] = {name: [] for name in jobs}
+    for _ in tqdm(range(repeats), desc=desc):
+        for name, job in jobs.items():
+            started = time.perf_counter()
+            job()
+            seconds[name].append(time.perf_counter() - started)
+    return {name: statistics.median(s) for name, s in seconds.items()}
+
+
+def quality(captions: dict[str, list[str]], dataset: CaptionDataset) -> dict[str, dict[str, float]]:
+    """Agreement with fp32, CIDEr and correct share for each variant's captions of one search."""
+    ids = [e.image_id for e in dataset.examples]
+    references = dataset.references()
+    rows = {}
+    for variant, hyps in captions.items():
+        by_id = dict(zip(ids, hyps, strict=True))
+        row = {
+            "identical": float(
+                np.mean([a == b for a, b in zip(hyps, captions["fp32"], strict=True)])
+            ),
+            "cider": score_captions(references, by_id, ("CIDEr",), tokenize=False).corpus["CIDEr"],
+        }
+        if dataset.name == "shapes":
+            from training.datasets.shapes import correct_share, is_correct
+
+            row["correct"] = correct_share(by_id, dataset)
+            # Differing captions that are both exactly right: shapes has several equally
+            # likely phrasings, near-ties that small numeric changes flip.
+            row["differ_both_correct"] = sum(
+                a != b and is_correct(a, e.scene) and is_correct(b, e.scene)
+                for a, b, e in zip(hyps, captions["fp32"], dataset.examples, strict=True)
+            )
+            row["differ"] = sum(a != b for a, b in zip(hyps, captions["fp32"], strict=True))
+        rows[variant] = row
+    return rows
+
+
+def table(
+    scores: dict[str, dict[str, dict[str, float]]], speed: dict[str, dict[str, float]]
+) -> str:
+    nan = float("nan")
+    head = ["variant"]
+    for search in SEARCHES:
+        head += [f"identical {search}", f"CIDEr {search} (Δ fp32)", f"correct {search}"]
+    head += ["encoder img/s", "greedy captions/s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for variant in speed:
+        cells = [variant]
+        for search in SEARCHES:
+            row, base = scores[search][variant], scores[search]["fp32"]
+            cells += [
+                f"{row['identical']:.1%}",
+                f"{row['cider']:.3f} ({row['cider'] - base['cider']:+.3f})",
+                f"{row.get('correct', nan):.1%}",
+            ]
+        cells += [f"{speed[variant]['encoder']:.0f}", f"{speed[variant]['greedy']:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="FP32/FP16/INT8 package variants on CPU.")
     parser.add_argument("--package", type=Path, default=Path("runs/demo/package"))
     parser.add_argument("--dataset", default="shapes[test]")
     parser.add_argument("--data-root", type=Path, default=Path("data"))
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=0)
-    args = parser.parse_args()
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per variant")
+    parser.add_argument(
+        "--timing-images", type=int, default=256, help="images per timed run (first N)"
+    )
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads, 0: auto")
+    args = parser.parse_args(argv)
 
     package = open_package(args.package)
     dataset = load_dataset(args.dataset, args.data_root)
-    spec = package.preprocessing()
+    pre = package.preprocessing()
     images = np.stack(
-        [preprocess(dataset.image(e), spec) for e in tqdm(dataset.examples, desc="images")]
+        [preprocess(dataset.image(e), pre) for e in tqdm(dataset.examples, desc="images")]
     )
-    ids = [e.image_id for e in dataset.examples]
-    references = dataset.references()
-    shapes = dataset.name == "shapes"
-    if shapes:
-        from training.datasets.shapes import correct_share, is_correct
+    runtimes = {
+        v: OnnxCaptioner(package, v, providers=PROVIDERS, threads=args.threads)
+        for v in package.variants()
+    }
+    captions: dict[str, dict[str, list[str]]] = {search: {} for search in SEARCHES}
+    for variant, runtime in tqdm(runtimes.items(), desc="decoding"):
+        for search, beam in SEARCHES.items():
+            captions[search][variant] = caption_all(runtime, images, beam, args.batch_size)
+    scores = {search: quality(captions[search], dataset) for search in SEARCHES}
 
-    rows = {}
-    baseline: dict[int, list[str]] = {}
-    for variant in tqdm(package.variants(), desc="variants"):
-        runtime = OnnxCaptioner(
-            package, variant, providers=["CPUExecutionProvider"], threads=args.threads
+    timing = images[: args.timing_images]
+    encoder = interleaved_medians(
+        {v: partial(encode_all, r, timing, args.batch_size) for v, r in runtimes.items()},
+        args.repeats,
+        "timing encoder",
+    )
+    greedy = interleaved_medians(
+        {v: partial(caption_all, r, timing, 1, args.batch_size) for v, r in runtimes.items()},
+        args.repeats,
+        "timing greedy",
+    )
+    speed = {
+        v: {"encoder": len(timing) / encoder[v], "greedy": len(timing) / greedy[v]}
+        for v in runtimes
+    }
+
+    import onnxruntime
+
+    print(
+        f"\n{len(images)} images of {args.dataset}; onnxruntime {onnxruntime.__version__}, "
+        f"CPUExecutionProvider, batch {args.batch_size}, threads {args.threads or 'auto'}; "
+        f"speed: median of {args.repeats} interleaved runs over {len(timing)} images\n"
+    )
+    print(table(scores, speed))
+    print()
+    for variant in runtimes:
+        if variant == "fp32":
+            continue
+        ratio = {k: speed[variant][k] / speed["fp32"][k] for k in ("encoder", "greedy")}
+        print(
+            f"{variant}/fp32 on CPU: encoder {ratio['encoder']:.2f}x, "
+            f"greedy end to end {ratio['greedy']:.2f}x"
         )
-        row: dict[str, float] = {}
-        for beam in (1, 3):
-            captions = caption_all(runtime, images, beam, args.batch_size)
-            baseline.setdefault(beam, captions)
-            row[f"agree_b{beam}"] = float(
-                np.mean([a == b for a, b in zip(captions, baseline[beam], strict=True)])
-            )
-            hyps = dict(zip(ids, captions, strict=True))
-            row[f"cider_b{beam}"] = score_captions(
-                references, hyps, ("CIDEr",), tokenize=False
-            ).corpus["CIDEr"]
-            if shapes:
-                row[f"correct_b{beam}"] = correct_share(hyps, dataset)
-                # Identical, or both exactly right: shapes has several equally good
-                # phrasings, and near-tied synonyms flip under small numeric changes.
-                pairs = zip(captions, baseline[beam], dataset.examples, strict=True)
-                row[f"equiv_b{beam}"] = float(
-                    np.mean(
-                        [
-                            a == b or (is_correct(a, e.scene) and is_correct(b, e.scene))
-                            for a, b, e in pairs
-                        ]
-                    )
+        for search in SEARCHES:
+            row = scores[search][variant]
+            if "differ" in row:
+                print(
+                    f"  {search}: {row['differ']:.0f} captions differ from fp32, "
+                    f"{row['differ_both_correct']:.0f} of them both exactly correct"
                 )
-        batch = images[: args.batch_size]
-        row["encoder_ips"] = len(batch) / timed(
-            lambda runtime=runtime, batch=batch: runtime.encode(batch), args.repeats
-        )
-        row["greedy_cps"] = len(batch) / timed(
-            lambda runtime=runtime, batch=batch: caption_all(runtime, batch, 1, args.batch_size),
-            args.repeats,
-        )
-        rows[variant] = row
-
-    fp32 = rows["fp32"]
-    print(f"\n{len(images)} images of {args.dataset}, batch {args.batch_size}, CPU provider\n")
-    columns = (
-        "variant|agree greedy|agree beam3|equivalent greedy|equivalent beam3|CIDEr greedy (Δ)"
-        "|CIDEr beam3 (Δ)|correct greedy|encoder img/s|greedy captions/s"
-    ).split("|")
-    print("| " + " | ".join(columns) + " |")
-    print("|---" * len(columns) + "|")
-    nan = float("nan")
-    for variant, row in rows.items():
-        cells = [
-            variant,
-            f"{row['agree_b1']:.1%}",
-            f"{row['agree_b3']:.1%}",
-            f"{row.get('equiv_b1', nan):.1%}",
-            f"{row.get('equiv_b3', nan):.1%}",
-            f"{row['cider_b1']:.3f} ({row['cider_b1'] - fp32['cider_b1']:+.3f})",
-            f"{row['cider_b3']:.3f} ({row['cider_b3'] - fp32['cider_b3']:+.3f})",
-            f"{row.get('correct_b1', nan):.1%}",
-            f"{row['encoder_ips']:.0f}",
-            f"{row['greedy_cps']:.0f}",
-        ]
-        print("| " + " | ".join(cells) + " |")
-    for variant, row in rows.items():
-        if variant != "fp32":
-            encoder = row["encoder_ips"] / fp32["encoder_ips"]
-            greedy = row["greedy_cps"] / fp32["greedy_cps"]
-            print(f"{variant}/fp32 speed: encoder {encoder:.2f}x, greedy end to end {greedy:.2f}x")
 
 
 if __name__ == "__main__":

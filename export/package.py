@@ -86,13 +86,42 @@ def build_package(
     variants: tuple[str, ...] = (),
 ) -> Path:
     """Export a trained model directory into a verified package at ``out_dir``."""
+    if variants:
+        from export.variants import VARIANTS
+
+        unknown = sorted(set(variants) - set(VARIANTS))
+        if unknown:
+            raise ExportError(
+                f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}"
+            )
     model = CaptionModel.load_dir(model_dir)
     vocab = Vocabulary.load(model_dir / "vocab.json")
-    dataset, scores = _run_metadata(model_dir)
     tmp = out_dir.with_name(f".{out_dir.name}.partial")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
+    try:
+        _export_into(tmp, model, vocab, model_dir, name, version, opset, variants)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # never leave a half-written package behind
+        raise
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    return out_dir
+
+
+def _export_into(
+    tmp: Path,
+    model: CaptionModel,
+    vocab: Vocabulary,
+    model_dir: Path,
+    name: str | None,
+    version: str | None,
+    opset: int,
+    variants: tuple[str, ...],
+) -> None:
+    dataset, scores = _run_metadata(model_dir)
     encoder_io = export_encoder(model, tmp / "encoder.onnx", opset)
     decoder_io = export_decoder(model, tmp / "decoder.onnx", opset)
     vocab.save(tmp / "vocab.json")
@@ -147,17 +176,12 @@ def build_package(
 
         manifest["variants"], manifest["parity"]["variants"] = add_variants(tmp, variants)
     _write_manifest(tmp, manifest)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
     log.info(
-        "package %s %s written to %s (max |dp| %.1e)",
+        "package %s %s exported (max |dp| %.1e)",
         manifest["model"]["name"],
         manifest["model"]["version"],
-        out_dir,
         diffs["probs"],
     )
-    return out_dir
 
 
 def _write_manifest(root: Path, manifest: dict[str, Any]) -> None:

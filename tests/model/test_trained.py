@@ -90,9 +90,9 @@ def test_attention_weights_come_with_every_word(model_and_vocab):
     features = decoder.encode(
         np.stack([preprocess(dataset.image(e), spec) for e in dataset.examples])
     )
-    for candidates in decode(
-        decoder, features, vocab.start_id, vocab.end_id, DecodeOptions(3, vocab.max_length)
-    ):
+    state = decoder.initial_state(features)
+    options = DecodeOptions(3, vocab.max_length)
+    for candidates in decode(decoder, features, state, vocab.start_id, vocab.end_id, options):
         best = candidates[0]
         assert len(best.attention) == len(best.tokens) + 1  # one map per word and for <end>
         assert all(np.isclose(a.sum(), 1.0, atol=1e-4) and a.shape == (16,) for a in best.attention)
