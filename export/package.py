@@ -9,12 +9,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from captioner.package import FORMAT_VERSION, MANIFEST, open_package, sha256
 from captioner.runtime import OnnxCaptioner
 from captioner.text import SPECIALS, Vocabulary
 from export.convert import OPSET, export_decoder, export_encoder
+from export.parity import compare_steps, probe_images
 from training.decode import step_decoder
 from training.models.captioner import CaptionModel
 
@@ -42,39 +41,15 @@ def _run_metadata(model_dir: Path) -> tuple[str | None, dict[str, Any]]:
     return dataset, scores
 
 
-def probe_images(model: CaptionModel, count: int = 4, seed: int = 0) -> np.ndarray:
-    """Deterministic inputs in the encoder's scaled range, for parity checks."""
-    pre = model.config.preprocessing()
-    from captioner.images import scale_pixels
-
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, (count, pre.height, pre.width, 3)).astype(np.float32)
-    return scale_pixels(pixels, pre.scaling).astype(np.float32)
-
-
-def parity(
-    model: CaptionModel, runtime: OnnxCaptioner, images: np.ndarray, steps: int = 5
-) -> dict[str, float]:
-    """Largest absolute differences between Keras and ONNX Runtime on the same inputs.
-
-    Features, and log-probabilities and probabilities over ``steps`` decoding
-    steps fed the same (greedy, Keras-chosen) tokens.
-    """
+def parity(model: CaptionModel, runtime: OnnxCaptioner, steps: int = 5) -> dict[str, float]:
+    """Keras against ONNX Runtime on probe images (see :func:`export.parity.compare_steps`)."""
     keras_step = step_decoder(model)
-    k_features = keras_step.encode(images)
-    k_state = keras_step.initial_state(k_features)
-    o_features, o_state = runtime.encode(images)
-    diffs = {"features": float(np.abs(k_features - o_features).max())}
-    tokens = np.full(len(images), 1, np.int32)
-    worst_logp = worst_prob = 0.0
-    for _ in range(steps):
-        k_logp, k_state, _ = keras_step.step(k_features, tokens, k_state)
-        o_logp, o_state, _ = runtime.step(o_features, tokens, o_state)
-        worst_logp = max(worst_logp, float(np.abs(k_logp - o_logp).max()))
-        worst_prob = max(worst_prob, float(np.abs(np.exp(k_logp) - np.exp(o_logp)).max()))
-        tokens = np.argmax(k_logp, axis=-1).astype(np.int32)
-    diffs.update(log_probs=worst_logp, probs=worst_prob)
-    return diffs
+    images = probe_images(model.config.preprocessing())
+    features = keras_step.encode(images)
+    start = (features, keras_step.initial_state(features))
+    return compare_steps(
+        keras_step, start, runtime, runtime.encode(images), start_id=1, steps=steps
+    )
 
 
 def build_package(
@@ -164,7 +139,7 @@ def _export_into(
     }
     _write_manifest(tmp, manifest)
     runtime = OnnxCaptioner(open_package(tmp), providers=["CPUExecutionProvider"])
-    diffs = parity(model, runtime, probe_images(model))
+    diffs = parity(model, runtime)
     if diffs["probs"] > PARITY_TOLERANCE:
         raise ExportError(
             f"ONNX step probabilities differ from Keras by {diffs['probs']:.2e} "

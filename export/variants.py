@@ -23,13 +23,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 
-from captioner.images import scale_pixels
 from captioner.package import VARIANTS as PACKAGE_VARIANTS
 from captioner.package import Package, open_package
 from captioner.runtime import OnnxCaptioner
+from export.parity import compare_steps, probe_images
 
 VARIANTS = tuple(v for v in PACKAGE_VARIANTS if v != "fp32")
 DESCRIPTIONS = {
@@ -139,44 +138,16 @@ def add_variants(
     return entries, {v: parity_with_fp32(package, v) for v in entries}
 
 
-def probe_images(package: Package, count: int = 8, seed: int = 0) -> np.ndarray:
-    """Deterministic noise images in the encoder's scaled input range."""
-    pre = package.preprocessing()
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, (count, pre.height, pre.width, 3)).astype(np.float32)
-    return scale_pixels(pixels, pre.scaling).astype(np.float32)
-
-
 def parity_with_fp32(package: Package, variant: str, steps: int = 5) -> dict[str, float]:
-    """How far a variant's outputs are from fp32's, on the CPU provider.
-
-    Both decoders are fed the same tokens (fp32's greedy choice) for ``steps``
-    steps from their own encoder outputs, so the differences accumulate as they
-    would in a real decode.
-
-    Returns:
-        ``features``, ``log_probs`` and ``probs``: largest absolute differences;
-        ``tokens_agree``: share of (image, step) pairs where both pick the same
-        greedy token.
-    """
+    """How far a variant's outputs are from fp32's, on the CPU provider (see compare_steps)."""
     reference = OnnxCaptioner(package, "fp32", providers=["CPUExecutionProvider"])
     candidate = OnnxCaptioner(package, variant, providers=["CPUExecutionProvider"])
-    images = probe_images(package)
-    r_features, r_state = reference.encode(images)
-    c_features, c_state = candidate.encode(images)
-    tokens = np.full(len(images), package.vocab.start_id, np.int32)
-    worst_logp = worst_prob = 0.0
-    agree = []
-    for _ in range(steps):
-        r_logp, r_state, _ = reference.step(r_features, tokens, r_state)
-        c_logp, c_state, _ = candidate.step(c_features, tokens, c_state)
-        worst_logp = max(worst_logp, float(np.abs(r_logp - c_logp).max()))
-        worst_prob = max(worst_prob, float(np.abs(np.exp(r_logp) - np.exp(c_logp)).max()))
-        tokens = np.argmax(r_logp, axis=-1).astype(np.int32)
-        agree.append(tokens == np.argmax(c_logp, axis=-1))
-    return {
-        "features": float(np.abs(r_features - c_features).max()),
-        "log_probs": worst_logp,
-        "probs": worst_prob,
-        "tokens_agree": float(np.mean(agree)),
-    }
+    images = probe_images(package.preprocessing(), count=8)
+    return compare_steps(
+        reference,
+        reference.encode(images),
+        candidate,
+        candidate.encode(images),
+        package.vocab.start_id,
+        steps,
+    )

@@ -26,7 +26,8 @@ from captioner.package import FORMAT_VERSION, MANIFEST, PackageError, open_packa
 from captioner.runtime import OnnxCaptioner
 from captioner.text import Vocabulary
 from captioner.verify import verify
-from export.package import build_package, probe_images
+from export.package import build_package
+from export.parity import probe_images
 from tests.helpers import SHARED_DATA
 from training.datasets.base import CaptionDataset
 from training.datasets.shapes import load_shapes
@@ -287,7 +288,7 @@ def xception(tmp_path_factory) -> tuple[CaptionModel, Path]:
         ModelConfig("merge", vocab_size=len(vocab), encoder="xception", input_size=299)
     )
     model.build_all()
-    _calibrate_batch_norm(model, probe_images(model, count=2))
+    _calibrate_batch_norm(model, probe_images(model.config.preprocessing(), count=2))
     model.save_dir(root / "model")
     vocab.save(root / "model" / "vocab.json")
     return model, build_package(root / "model", root / "package")
