@@ -78,12 +78,11 @@ class OnnxCaptioner:
         _check_io(self.decoder, package.manifest["decoder"], "decoder")
         self.providers: list[str] = self.encoder.get_providers()
         self._attention = any(o.name == "attention" for o in self.decoder.get_outputs())
-        self._float = np.float16 if "float16" in self.encoder.get_inputs()[0].type else np.float32
 
     def encode(self, images: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """Features and the initial decoder state for a batch of preprocessed images."""
         features, h, c = self.encoder.run(
-            ["features", "init_h", "init_c"], {"images": images.astype(self._float)}
+            ["features", "init_h", "init_c"], {"images": images.astype(np.float32, copy=False)}
         )
         return features, [h, c]
 

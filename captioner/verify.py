@@ -52,8 +52,10 @@ def verify(path: str | Path) -> Verification:
         candidates = runtime.caption(
             probe_image(package), DecodeOptions(beam_size=2, max_length=vocab.max_length)
         )
+        if not candidates[0]:
+            raise PackageError(f"{variant}: the probe image decoded to no caption")
         tokens = candidates[0][0].tokens
-        if not candidates[0] or any(not 0 <= t < len(vocab) for t in tokens):
+        if any(not 0 <= t < len(vocab) for t in tokens):
             raise PackageError(f"{variant}: the probe image decoded to invalid tokens {tokens}")
         result.probe_captions[variant] = vocab.decode(tokens)
         result.checks.append(f"{variant}: probe image decoded")

@@ -70,3 +70,32 @@ def write_stand_in_images(folder: Path, names, size: int = 8, seed: int = 0) -> 
         Image.new("RGB", (size, size), colour).save(buffer, "JPEG")
         (folder / name).write_bytes(buffer.getvalue())
     return folder
+
+
+def coco_scores(references, hypotheses, tokenize=True):
+    """The numbers by calling pycocoevalcap directly, as coco-caption's COCOEvalCap does."""
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.meteor.meteor import Meteor
+    from pycocoevalcap.rouge.rouge import Rouge
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    from captioner.text import normalize
+
+    ids = list(references)
+    if tokenize:
+        tokenizer = PTBTokenizer()
+        gts = tokenizer.tokenize({i: [{"caption": c} for c in references[i]] for i in ids})
+        res = tokenizer.tokenize({i: [{"caption": hypotheses[i]}] for i in ids})
+    else:
+        gts = {i: [" ".join(normalize(c)) for c in references[i]] for i in ids}
+        res = {i: [" ".join(normalize(hypotheses[i]))] for i in ids}
+    corpus, per_image = {}, {}
+    bleu, bleus = Bleu(4).compute_score(gts, res, verbose=0)
+    for n in range(4):
+        corpus[f"BLEU-{n + 1}"], per_image[f"BLEU-{n + 1}"] = bleu[n], bleus[n]
+    if tokenize:
+        corpus["METEOR"], per_image["METEOR"] = Meteor().compute_score(gts, res)
+    corpus["ROUGE-L"], per_image["ROUGE-L"] = Rouge().compute_score(gts, res)
+    corpus["CIDEr"], per_image["CIDEr"] = Cider().compute_score(gts, res)
+    return corpus, {k: dict(zip(ids, v, strict=True)) for k, v in per_image.items()}

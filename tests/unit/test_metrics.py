@@ -5,13 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from pycocoevalcap.bleu.bleu import Bleu
-from pycocoevalcap.cider.cider import Cider
-from pycocoevalcap.meteor.meteor import Meteor
-from pycocoevalcap.rouge.rouge import Rouge
-from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
 from captioner.text import normalize
+from tests.helpers import coco_scores
 from training.metrics import (
     METRIC_KEYS,
     ScoringError,
@@ -55,27 +51,6 @@ HYPOTHESES = {
 # "..." is empty once tokenized.
 WITH_EMPTY = dict(HYPOTHESES, **{"cat.jpg": "", "bird.jpg": "..."})
 QUICK = ("BLEU-1", "BLEU-4", "ROUGE-L", "CIDEr")  # no METEOR: its JVM takes seconds to start
-
-
-def coco_scores(references, hypotheses, tokenize=True):
-    """The numbers by calling pycocoevalcap directly, as coco-caption's COCOEvalCap does."""
-    ids = list(references)
-    if tokenize:
-        tokenizer = PTBTokenizer()
-        gts = tokenizer.tokenize({i: [{"caption": c} for c in references[i]] for i in ids})
-        res = tokenizer.tokenize({i: [{"caption": hypotheses[i]}] for i in ids})
-    else:
-        gts = {i: [" ".join(normalize(c)) for c in references[i]] for i in ids}
-        res = {i: [" ".join(normalize(hypotheses[i]))] for i in ids}
-    corpus, per_image = {}, {}
-    bleu, bleus = Bleu(4).compute_score(gts, res, verbose=0)
-    for n in range(4):
-        corpus[f"BLEU-{n + 1}"], per_image[f"BLEU-{n + 1}"] = bleu[n], bleus[n]
-    if tokenize:
-        corpus["METEOR"], per_image["METEOR"] = Meteor().compute_score(gts, res)
-    corpus["ROUGE-L"], per_image["ROUGE-L"] = Rouge().compute_score(gts, res)
-    corpus["CIDEr"], per_image["CIDEr"] = Cider().compute_score(gts, res)
-    return corpus, {k: dict(zip(ids, v, strict=True)) for k, v in per_image.items()}
 
 
 @pytest.fixture(scope="module")

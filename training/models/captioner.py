@@ -79,7 +79,6 @@ class CaptionModel(keras.Model):
         hyper = self.decoder.get_config()
         full = {k: hyper[k] for k in accepted if k in hyper and k != "vocab_size"}
         self.config = replace(config, decoder=full)
-        self.built_for_features = False
 
     def call(self, inputs, training=False):
         if "features" in inputs:
