@@ -3,10 +3,18 @@
 The algorithm lives here once. Training plugs in the Keras decoder step, the
 inference service plugs in the ONNX Runtime step, so both decode word for word
 alike when their step functions agree.
+
+Each image is an incremental search (:class:`GreedySearch`, :class:`BeamSearch`)
+that owns its open hypotheses and advances by one word per step. A
+:class:`BatchStepper` runs one decoder step for the open hypotheses of any set of
+searches as one batch; offline decoding runs a fixed set to the end, the
+inference service adds and removes searches between steps (continuous batching),
+and both go through the same code.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -63,8 +71,228 @@ class Candidate:
     attention: list[np.ndarray] = field(default_factory=list, repr=False)
 
 
+_serials = itertools.count()
+
+
 def _rank_score(log_prob: float, steps: int, penalty: float) -> float:
     return log_prob / (max(steps, 1) ** penalty)
+
+
+class Search:
+    """The search for one image: open hypotheses as rows, advanced one word per step.
+
+    Attributes:
+        tokens: the last token of each open hypothesis [rows].
+        state: decoder state rows, one per open hypothesis.
+        done: no open hypothesis is left to step.
+    """
+
+    def __init__(
+        self,
+        features: np.ndarray,
+        state: Sequence[np.ndarray],
+        start_id: int,
+        end_id: int,
+        options: DecodeOptions,
+    ):
+        if features.shape[0] != 1 or any(s.shape[0] != 1 for s in state):
+            raise ValueError("a search starts from one image: features and state of batch 1")
+        self.options = options
+        self.end_id = end_id
+        self.tokens = np.array([start_id], dtype=np.int32)
+        self.state = list(state)
+        self.done = False
+        self.steps = 0
+        self.serial = next(_serials)  # identity for step caches: ids of freed objects recur
+        self._feature = features
+        self._features = features
+
+    @property
+    def rows(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @property
+    def features(self) -> np.ndarray:
+        """The image's feature row repeated once per open hypothesis."""
+        if self._features.shape[0] != self.rows:
+            self._features = np.repeat(self._feature, self.rows, axis=0)
+        return self._features
+
+    def advance(self, logp: np.ndarray, state: list[np.ndarray], alpha: np.ndarray | None) -> None:
+        """Take one step's outputs for this search's rows."""
+        raise NotImplementedError
+
+    def result(self) -> list[Candidate]:
+        """Ranked candidates, best first; valid once ``done``."""
+        raise NotImplementedError
+
+
+class GreedySearch(Search):
+    """The most likely word at each step."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._words: list[int] = []
+        self._attention: list[np.ndarray] = []
+        self._log_prob = 0.0
+
+    def advance(self, logp, state, alpha):
+        if self.steps == self.options.max_length:
+            # No room for another word: close the caption with <end>.
+            chosen = self.end_id
+        else:
+            chosen = int(np.argmax(logp[0]))
+        self.steps += 1
+        self._log_prob += float(logp[0, chosen])
+        if alpha is not None:
+            self._attention.append(np.asarray(alpha[0]))
+        if chosen == self.end_id:
+            self.done = True
+        else:
+            self._words.append(chosen)
+        self.tokens = np.array([chosen], dtype=np.int32)
+        self.state = state
+
+    def result(self):
+        steps = len(self._words) + 1
+        score = _rank_score(self._log_prob, steps, self.options.length_penalty)
+        return [Candidate(list(self._words), self._log_prob, score, self._attention)]
+
+
+@dataclass
+class _Beam:
+    tokens: list[int]
+    log_prob: float
+    attention: list[np.ndarray]
+
+
+class BeamSearch(Search):
+    """Beam search for one image.
+
+    The search keeps ``beam_size`` open beams; a beam that emits ``<end>`` is
+    finished. It is done when it has ``beam_size`` finished beams and no open
+    beam can still outrank the worst of them (log-probabilities only fall, so
+    ``log_prob / (max_length + 1)**length_penalty`` bounds an open beam), or at
+    ``max_length``. Ties break towards the lower beam index, then the lower
+    token id, so the search is deterministic.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._beams = [_Beam([], 0.0, [])]
+        self._finished: list[Candidate] = []
+
+    def advance(self, logp, state, alpha):
+        k = self.options.beam_size
+        totals = np.array([b.log_prob for b in self._beams])[:, None] + logp.astype(np.float64)
+        if self.steps == self.options.max_length:
+            # Force <end>: every open beam is finished as it stands.
+            order = [(m, self.end_id) for m in range(len(self._beams))]
+        else:
+            flat = np.argsort(-totals, axis=None, kind="stable")[: 2 * k]
+            order = [divmod(int(f), totals.shape[1]) for f in flat]
+        self.steps += 1
+        beams: list[_Beam] = []
+        parents: list[int] = []
+        for m, token in order:
+            beam = self._beams[m]
+            total = float(totals[m, token])
+            trail = beam.attention + ([np.asarray(alpha[m])] if alpha is not None else [])
+            if token == self.end_id:
+                score = _rank_score(total, len(beam.tokens) + 1, self.options.length_penalty)
+                self._finished.append(Candidate(list(beam.tokens), total, score, trail))
+            elif len(beams) < k:
+                beams.append(_Beam([*beam.tokens, token], total, trail))
+                parents.append(m)
+        self._beams = beams
+        if not beams or self._settled():
+            self.done = True
+            return
+        index = np.array(parents)
+        self.state = [s[index] for s in state]
+        self.tokens = np.array([b.tokens[-1] for b in beams], dtype=np.int32)
+
+    def _settled(self) -> bool:
+        """True when ``beam_size`` finished candidates exist that no open beam can beat."""
+        options = self.options
+        if len(self._finished) < options.beam_size:
+            return False
+        kth = sorted((c.score for c in self._finished), reverse=True)[options.beam_size - 1]
+        longest = options.max_length + 1
+        bound = max(b.log_prob for b in self._beams) / (longest**options.length_penalty)
+        return bound <= kth
+
+    def result(self):
+        ranked = sorted(self._finished, key=lambda c: -c.score)
+        return ranked[: self.options.beam_size]
+
+
+def new_search(
+    features: np.ndarray,
+    state: Sequence[np.ndarray],
+    start_id: int,
+    end_id: int,
+    options: DecodeOptions,
+) -> Search:
+    """Greedy search when ``beam_size`` is 1, beam search otherwise, for one image."""
+    kind = GreedySearch if options.beam_size == 1 else BeamSearch
+    return kind(features, state, start_id, end_id, options)
+
+
+class BatchStepper:
+    """Runs one decoder step for every open row of several searches, as one batch.
+
+    The concatenated feature rows are kept while the searches and their row
+    counts stay the same (greedy decoding of a fixed batch), so the usual step
+    costs one copy of the state, not of the features.
+    """
+
+    def __init__(self, model: StepDecoder):
+        self.model = model
+        self._key: tuple[tuple[int, int], ...] = ()
+        self._features: np.ndarray | None = None
+
+    def step(self, searches: Sequence[Search]) -> int:
+        """Advance every search that is not done by one word; returns the rows stepped."""
+        active = [s for s in searches if not s.done]
+        if not active:
+            return 0
+        key = tuple((s.serial, s.rows) for s in active)
+        if key != self._key or self._features is None:
+            self._features = np.concatenate([s.features for s in active])
+            self._key = key
+        tokens = np.concatenate([s.tokens for s in active])
+        state = [np.concatenate(parts) for parts in zip(*(s.state for s in active), strict=True)]
+        logp, new_state, alpha = self.model.step(self._features, tokens, state)
+        offset = 0
+        for search in active:
+            end = offset + search.rows
+            search.advance(
+                logp[offset:end],
+                [s[offset:end] for s in new_state],
+                None if alpha is None else alpha[offset:end],
+            )
+            offset = end
+        return offset
+
+
+def _run(
+    kind: type[Search],
+    model: StepDecoder,
+    features: np.ndarray,
+    state: list[np.ndarray],
+    start_id: int,
+    end_id: int,
+    options: DecodeOptions,
+) -> list[list[Candidate]]:
+    searches = [
+        kind(features[i : i + 1], [s[i : i + 1] for s in state], start_id, end_id, options)
+        for i in range(features.shape[0])
+    ]
+    stepper = BatchStepper(model)
+    while stepper.step(searches):
+        pass
+    return [s.result() for s in searches]
 
 
 def greedy_search(
@@ -76,49 +304,7 @@ def greedy_search(
     options: DecodeOptions,
 ) -> list[list[Candidate]]:
     """Most likely word at each step, for a batch of images at once."""
-    batch = features.shape[0]
-    tokens = np.full((batch,), start_id, dtype=np.int32)
-    words: list[list[int]] = [[] for _ in range(batch)]
-    attention: list[list[np.ndarray]] = [[] for _ in range(batch)]
-    log_probs = np.zeros(batch, dtype=np.float64)
-    done = np.zeros(batch, dtype=bool)
-    for step in range(options.max_length + 1):
-        logp, state, alpha = model.step(features, tokens, state)
-        if step == options.max_length:
-            # No room for another word: close every caption still open with <end>.
-            chosen = np.full(batch, end_id, dtype=np.int32)
-        else:
-            chosen = np.argmax(logp, axis=-1).astype(np.int32)
-        for i in np.flatnonzero(~done):
-            log_probs[i] += float(logp[i, chosen[i]])
-            if alpha is not None:
-                attention[i].append(np.asarray(alpha[i]))
-            if chosen[i] == end_id:
-                done[i] = True
-            else:
-                words[i].append(int(chosen[i]))
-        tokens = chosen
-        if done.all():
-            break
-    return [
-        [
-            Candidate(
-                words[i],
-                float(log_probs[i]),
-                _rank_score(log_probs[i], len(words[i]) + 1, options.length_penalty),
-                attention[i],
-            )
-        ]
-        for i in range(batch)
-    ]
-
-
-@dataclass
-class _Beam:
-    image: int
-    tokens: list[int]
-    log_prob: float
-    attention: list[np.ndarray]
+    return _run(GreedySearch, model, features, state, start_id, end_id, options)
 
 
 def beam_search(
@@ -129,77 +315,8 @@ def beam_search(
     end_id: int,
     options: DecodeOptions,
 ) -> list[list[Candidate]]:
-    """Beam search for a batch of images; the beams of all images step together.
-
-    Each image keeps ``beam_size`` open beams; a beam that emits ``<end>`` is
-    finished. An image is done when it has ``beam_size`` finished beams and no
-    open beam can still outrank the worst of them (log-probabilities only fall,
-    so ``log_prob / (max_length + 1)**length_penalty`` bounds an open beam), or
-    at ``max_length``. Candidates come back best first by rank score. Ties break
-    towards the lower beam index, then the lower token id, so the search is
-    deterministic.
-    """
-    k = options.beam_size
-    batch = features.shape[0]
-    beams = [_Beam(i, [], 0.0, []) for i in range(batch)]
-    rows = np.arange(batch)
-    tokens = np.full((batch,), start_id, dtype=np.int32)
-    finished: list[list[Candidate]] = [[] for _ in range(batch)]
-    for step in range(options.max_length + 1):
-        logp, state, alpha = model.step(features[rows], tokens, state)
-        last = step == options.max_length
-        next_beams: list[_Beam] = []
-        parents: list[int] = []
-        next_tokens: list[int] = []
-        for image in range(batch):
-            mine = [j for j, b in enumerate(beams) if b.image == image]
-            if not mine or _settled(finished[image], [beams[j] for j in mine], options):
-                continue
-            totals = np.array([beams[j].log_prob for j in mine])[:, None] + logp[mine].astype(
-                np.float64
-            )
-            if last:
-                # Force <end>: every open beam is finished as it stands.
-                order = [(m, end_id) for m in range(len(mine))]
-            else:
-                flat = np.argsort(-totals, axis=None, kind="stable")[: 2 * k]
-                order = [divmod(int(f), totals.shape[1]) for f in flat]
-            for m, token in order:
-                j = mine[m]
-                beam = beams[j]
-                total = float(totals[m, token])
-                trail = beam.attention + ([np.asarray(alpha[j])] if alpha is not None else [])
-                if token == end_id:
-                    steps = len(beam.tokens) + 1
-                    score = _rank_score(total, steps, options.length_penalty)
-                    finished[image].append(Candidate(list(beam.tokens), total, score, trail))
-                else:
-                    if sum(1 for b in next_beams if b.image == image) >= k:
-                        continue
-                    next_beams.append(_Beam(image, [*beam.tokens, token], total, trail))
-                    parents.append(j)
-                    next_tokens.append(token)
-        if not next_beams:
-            break
-        index = np.array(parents)
-        state = [s[index] for s in state]
-        rows = np.array([b.image for b in next_beams])
-        tokens = np.array(next_tokens, dtype=np.int32)
-        beams = next_beams
-    for image in range(batch):
-        finished[image].sort(key=lambda c: -c.score)
-        del finished[image][k:]
-    return finished
-
-
-def _settled(finished: list[Candidate], open_beams: list[_Beam], options: DecodeOptions) -> bool:
-    """True when ``beam_size`` finished candidates exist that no open beam can beat."""
-    if len(finished) < options.beam_size:
-        return False
-    kth = sorted((c.score for c in finished), reverse=True)[options.beam_size - 1]
-    longest = options.max_length + 1
-    bound = max(b.log_prob for b in open_beams) / (longest**options.length_penalty)
-    return bound <= kth
+    """Beam search (see :class:`BeamSearch`) for a batch; the beams of all images step together."""
+    return _run(BeamSearch, model, features, state, start_id, end_id, options)
 
 
 def decode(

@@ -25,6 +25,27 @@ class ImageError(ValueError):
     """Bytes that are not a decodable image."""
 
 
+class EmptyImage(ImageError):
+    """Zero bytes where an image was expected."""
+
+
+class ImageTooLarge(ImageError):
+    """An image over the byte or pixel limit (decompression bombs included)."""
+
+
+class UnsupportedImage(ImageError):
+    """Bytes in no image format that is read (or in one that is not accepted)."""
+
+
+class CorruptImage(ImageError):
+    """An image in a known format whose data is truncated or damaged."""
+
+
+# What the service accepts. Each format is one more parser exposed to the
+# internet, so the list is what cameras and browsers produce, not all Pillow reads.
+WEB_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "GIF", "MPO"})
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """How an image becomes an encoder input.
@@ -66,6 +87,54 @@ def decode_image(data: bytes) -> Image.Image:
     except Exception as exc:  # Pillow raises many types for bad input
         raise ImageError(f"not a decodable image: {exc}") from exc
     return to_rgb(image)
+
+
+def read_image(
+    data: bytes,
+    max_bytes: int,
+    max_pixels: int,
+    formats: frozenset[str] = WEB_FORMATS,
+) -> tuple[Image.Image, str]:
+    """Decode untrusted bytes into an RGB image within limits; returns it and its format.
+
+    The header is read first, so an oversized image (a decompression bomb) is
+    refused by its declared size before any pixel is decoded.
+
+    Raises:
+        EmptyImage, ImageTooLarge, UnsupportedImage, CorruptImage: with a message
+            fit to show the sender.
+    """
+    if not data:
+        raise EmptyImage("the image is empty (0 bytes)")
+    if len(data) > max_bytes:
+        raise ImageTooLarge(f"the image has {len(data)} bytes, the limit is {max_bytes}")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(f"the image has too many pixels: {exc}") from exc
+    except Exception as exc:  # UnidentifiedImageError and parser errors on the header
+        raise UnsupportedImage(
+            "the bytes are not an image in a supported format "
+            f"({', '.join(sorted(formats - {'MPO'}))})"
+        ) from exc
+    kind = str(image.format)
+    if kind not in formats:
+        raise UnsupportedImage(f"{kind} images are not accepted; send JPEG, PNG, WebP, BMP or GIF")
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise CorruptImage(f"the image declares an empty size {width}x{height}")
+    if width * height > max_pixels:
+        raise ImageTooLarge(
+            f"the image is {width}x{height} = {width * height} pixels, the limit is {max_pixels}"
+        )
+    try:
+        image.load()
+        rgb = to_rgb(image)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(f"the image has too many pixels: {exc}") from exc
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError... on bad data
+        raise CorruptImage(f"the {kind} data is truncated or corrupt: {exc}") from exc
+    return rgb, kind
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

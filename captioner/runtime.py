@@ -19,6 +19,7 @@ from captioner.package import Package, PackageError
 log = logging.getLogger(__name__)
 
 DEFAULT_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 
 
 def _check_io(session: Any, spec: dict[str, Any], graph: str) -> None:
@@ -50,6 +51,8 @@ class OnnxCaptioner:
             onnxruntime build lacks are skipped, and the ones actually active are
             read back into ``providers``.
         threads: intra-op threads (0 lets onnxruntime choose).
+        inter_op_threads: inter-op threads (0 lets onnxruntime choose).
+        optimization: graph optimisation level, one of ``OPTIMIZATION_LEVELS``.
     """
 
     def __init__(
@@ -58,16 +61,33 @@ class OnnxCaptioner:
         variant: str = "fp32",
         providers: Sequence[str] = DEFAULT_PROVIDERS,
         threads: int = 0,
+        inter_op_threads: int = 0,
+        optimization: str = "all",
     ):
         import onnxruntime as ort
 
+        if optimization not in OPTIMIZATION_LEVELS:
+            raise ValueError(f"optimization must be one of {OPTIMIZATION_LEVELS}")
         self.package = package
         self.variant = variant
+        self.requested = list(providers)
         available = set(ort.get_available_providers())
         wanted = [p for p in providers if p in available] or ["CPUExecutionProvider"]
+        if wanted[0] != self.requested[0]:
+            log.warning(
+                "%s was requested but this onnxruntime build offers only %s",
+                self.requested[0],
+                sorted(available),
+            )
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.inter_op_num_threads = inter_op_threads
+        options.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[optimization]
         encoder_path, decoder_path = package.graph_files(variant)
         try:
             self.encoder = ort.InferenceSession(str(encoder_path), options, providers=wanted)
@@ -78,6 +98,15 @@ class OnnxCaptioner:
         _check_io(self.decoder, package.manifest["decoder"], "decoder")
         self.providers: list[str] = self.encoder.get_providers()
         self._attention = any(o.name == "attention" for o in self.decoder.get_outputs())
+
+    @property
+    def provider(self) -> str:
+        """The execution provider that runs first: the one doing the work."""
+        return self.providers[0]
+
+    @property
+    def has_attention(self) -> bool:
+        return self._attention
 
     def encode(self, images: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """Features and the initial decoder state for a batch of preprocessed images."""

@@ -99,3 +99,151 @@ def coco_scores(references, hypotheses, tokenize=True):
     corpus["ROUGE-L"], per_image["ROUGE-L"] = Rouge().compute_score(gts, res)
     corpus["CIDEr"], per_image["CIDEr"] = Cider().compute_score(gts, res)
     return corpus, {k: dict(zip(ids, v, strict=True)) for k, v in per_image.items()}
+
+
+REAL_PHOTOS = SHARED_DATA / "real_photos"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate, timeout: float = 60.0, interval: float = 0.05, what: str = "condition"):
+    """Poll ``predicate`` until it returns a truthy value; fail the test after ``timeout``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except OSError:
+            value = None
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class ThreadServer:
+    """A real uvicorn server on loopback, in a thread of the test process.
+
+    Tests reach into the app they built (a gated model, an in-memory span
+    exporter) while clients talk real HTTP to it.
+    """
+
+    def __init__(self, app, port: int | None = None):
+        import threading
+
+        import uvicorn
+
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_config=None, access_log=False
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ThreadServer:
+        self.thread.start()
+        wait_until(lambda: self.server.started, 30, what="uvicorn to start")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+class ProcessServer:
+    """``captioner serve`` in a subprocess, as a user starts it; settings from the environment."""
+
+    def __init__(self, package: Path, log_path: Path, **settings):
+        import os
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.env = {
+            **os.environ,
+            "CAPTIONER_PROVIDERS": '["CUDAExecutionProvider", "CPUExecutionProvider"]',
+            **{f"CAPTIONER_{k.upper()}": str(v) for k, v in settings.items()},
+        }
+        self.args = ["--model", str(package), "--port", str(self.port)]
+        self.process = None
+
+    def start(self) -> ProcessServer:
+        import subprocess
+        import sys
+
+        self.log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "from captioner.cli import main; main()", "serve", *self.args],
+            env=self.env,
+            cwd=REPO,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_until(self._live, 60, what=f"the server on {self.url} to answer")
+        return self
+
+    def _live(self) -> bool:
+        import httpx
+
+        if self.process is not None and self.process.poll() is not None:
+            raise AssertionError(f"the server exited: {self.log_path.read_text()[-2000:]}")
+        try:
+            return httpx.get(f"{self.url}/v2/health/live", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        import httpx
+
+        wait_until(
+            lambda: httpx.get(f"{self.url}/v2/health/ready", timeout=1).status_code == 200,
+            timeout,
+            what="readiness",
+        )
+
+    def logs(self) -> list[dict]:
+        import json
+
+        lines = self.log_path.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+    def stop(self, timeout: float = 30.0) -> int:
+        import signal
+
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout)
+        self.log.close()
+        return code
+
+    def __enter__(self) -> ProcessServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        if not self.log.closed:
+            self.log.close()
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """Sum of a metric's samples in exposition ``text`` whose labels include ``labels``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total

@@ -65,3 +65,53 @@ def test_importing_packages_does_no_work():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_service_process_loads_without_tensorflow():
+    """Building the app (every inference module imported) pulls in no TensorFlow or training."""
+    code = (
+        "import sys; from inference.settings import ServeSettings; "
+        "from inference.app import create_app; import inference.server; "
+        "create_app(ServeSettings(model_dir='missing')); "
+        "bad = [m for m in sys.modules if m.split('.')[0] in "
+        "('tensorflow', 'keras', 'tf2onnx', 'training', 'export')]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def requirement_closure(extra: str) -> set[str]:
+    """Distribution names the ``captioner[extra]`` install pulls in, from installed metadata."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    from packaging.requirements import Requirement
+
+    def name(text: str) -> str:
+        return text.lower().replace("_", "-")
+
+    seen: set[str] = set()
+    todo = [("captioner", {extra})]
+    while todo:
+        dist_name, extras = todo.pop()
+        try:
+            dist = distribution(dist_name)
+        except PackageNotFoundError:
+            continue
+        for text in dist.requires or []:
+            req = Requirement(text)
+            if req.marker and not any(req.marker.evaluate({"extra": e}) for e in extras | {""}):
+                continue
+            key = name(req.name)
+            if key == "captioner":
+                todo.append((key, set(req.extras)))
+            elif key not in seen:
+                seen.add(key)
+                todo.append((key, set(req.extras)))
+    return seen
+
+
+def test_the_serving_install_has_no_tensorflow():
+    closure = requirement_closure("serve")
+    assert {"fastapi", "onnxruntime", "prometheus-client"} <= closure
+    assert not {n for n in closure if n.startswith(("tensorflow", "keras", "tf2onnx"))}

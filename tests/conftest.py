@@ -1,4 +1,7 @@
-"""Small models trained once per session: fixed epochs, so machine speed changes nothing."""
+"""Session fixtures: small models trained once (fixed epochs, so machine speed changes
+nothing) and the model package the service tests serve."""
+
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +40,12 @@ def trained_merge(tmp_path_factory):
         epochs=3,
         patience=3,
     )
+
+
+@pytest.fixture(scope="session")
+def served_package(trained, tmp_path_factory) -> Path:
+    """The trained attention model's package (fp32 and int8): what the service tests serve."""
+    from export.package import build_package
+
+    out = tmp_path_factory.mktemp("served") / "package"
+    return build_package(trained.model_dir, out, variants=("int8",))

@@ -1,0 +1,302 @@
+"""The served model's life cycle: load, warm up, ready; preprocess, predict, postprocess.
+
+Shaped like KServe's ``Model``: ``load()`` opens the package and the ONNX
+sessions, warms them up and only then reports ready; each request goes through
+preprocess (decode and scale the image), predict (the scheduler's batches) and
+postprocess (words and scores), each stage timed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from captioner.decoding import Candidate, DecodeOptions
+from captioner.images import (
+    CorruptImage,
+    EmptyImage,
+    ImageError,
+    ImageTooLarge,
+    UnsupportedImage,
+    preprocess,
+    read_image,
+)
+from captioner.package import Package, PackageError, open_package
+from captioner.runtime import OnnxCaptioner
+from inference.errors import (
+    BadRequest,
+    DeadlineExceeded,
+    InvalidOptions,
+    NotAnImage,
+    NotReady,
+    PayloadTooLarge,
+    Undecodable,
+)
+from inference.metrics import ServiceMetrics
+from inference.scheduler import Result, Scheduler
+from inference.settings import ServeSettings
+
+log = logging.getLogger(__name__)
+
+GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+
+
+@dataclass
+class Prepared:
+    """One decoded and preprocessed image, with what the response reports about it."""
+
+    pixels: np.ndarray
+    width: int
+    height: int
+    format: str
+    size_bytes: int
+    started_ns: int
+    decoded_ns: int
+    done_ns: int
+
+    @property
+    def decode_seconds(self) -> float:
+        return (self.decoded_ns - self.started_ns) / 1e9
+
+    @property
+    def preprocess_seconds(self) -> float:
+        return (self.done_ns - self.decoded_ns) / 1e9
+
+
+@dataclass
+class Caption:
+    """A finished caption: ranked candidates as text, and what it cost."""
+
+    candidates: list[dict[str, Any]]
+    attention: list[list[float]] | None
+    result: Result
+
+
+class ServedModel:
+    """A model package behind the scheduler. Thread-safe; one per process."""
+
+    def __init__(self, settings: ServeSettings, metrics: ServiceMetrics):
+        self.settings = settings
+        self.metrics = metrics
+        self.package: Package | None = None
+        self.runtime: OnnxCaptioner | None = None
+        self.scheduler: Scheduler | None = None
+        self.ready = False
+        self.reason = "the model is loading"
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        if self.settings.model_name:
+            return self.settings.model_name
+        return self.package.name if self.package else "captioner"
+
+    @property
+    def version(self) -> str:
+        return self.package.version if self.package else ""
+
+    @property
+    def provider(self) -> str:
+        return self.runtime.provider if self.runtime else ""
+
+    def load(self) -> None:
+        """Open the package, start sessions, warm up, then become ready; never raises.
+
+        A failure leaves the service live but not ready, with the reason in the
+        readiness answer and in the log.
+        """
+        settings = self.settings
+        try:
+            started = time.perf_counter()
+            package = open_package(settings.model_dir)
+            if settings.variant not in package.variants():
+                raise PackageError(
+                    f"the package has no {settings.variant} variant (it has {package.variants()})"
+                )
+            runtime = OnnxCaptioner(
+                package,
+                settings.variant,
+                providers=settings.provider_order(),
+                threads=settings.intra_op_threads,
+                inter_op_threads=settings.inter_op_threads,
+                optimization=settings.graph_optimization,
+            )
+            self.package, self.runtime = package, runtime
+            requested = settings.provider_order()[0]
+            self.metrics.model_info.labels(
+                self.name, self.version, settings.variant, package.architecture,
+                runtime.provider, requested,
+            ).set(1)  # fmt: skip
+            self.metrics.provider_fallback.set(int(runtime.provider != requested))
+            log.info(
+                "model %s version %s (%s, %s) on execution provider %s; requested %s",
+                self.name, self.version, package.architecture, settings.variant,
+                runtime.provider, settings.provider_order(),
+            )  # fmt: skip
+            if settings.require_gpu and runtime.provider not in GPU_PROVIDERS:
+                raise PackageError(
+                    f"require_gpu is set but the active execution provider is {runtime.provider}"
+                    f" (available here: {runtime.providers})"
+                )
+            self._warm_up(runtime, package)
+            scheduler = Scheduler(
+                runtime,
+                package.vocab.start_id,
+                package.vocab.end_id,
+                max_batch_size=settings.max_batch_size,
+                max_queue_delay=settings.max_queue_delay_ms / 1000,
+                max_decode_rows=settings.max_decode_rows,
+                max_queue=settings.max_queue,
+                retry_after=settings.retry_after_seconds,
+                metrics=self.metrics,
+            )
+            scheduler.start()
+            self.metrics.queue_capacity.set(settings.max_queue)
+            with self._lock:
+                self.scheduler = scheduler
+                self.ready, self.reason = True, ""
+            self.metrics.model_ready.set(1)
+            log.info("ready after %.2f s (loaded and warmed up)", time.perf_counter() - started)
+        except Exception as exc:  # any load failure is a readiness answer, not a crash
+            with self._lock:
+                self.ready, self.reason = False, f"the model failed to load: {exc}"
+            self.metrics.model_ready.set(0)
+            log.error("not ready: %s", self.reason)
+
+    def _warm_up(self, runtime: OnnxCaptioner, package: Package) -> None:
+        """Run every batch shape class once, so the first client does not pay for it."""
+        spec = package.preprocessing()
+        for batch in sorted({1, min(self.settings.max_batch_size, 8)}):
+            images = np.zeros((batch, spec.height, spec.width, 3), np.float32)
+            beam = min(2, self.settings.max_beam_size)
+            runtime.caption(images, DecodeOptions(beam_size=beam, max_length=3))
+
+    def close(self, timeout: float) -> None:
+        """Stop admitting, finish what is in flight (up to ``timeout`` seconds)."""
+        with self._lock:
+            self.ready, self.reason = False, "the service is shutting down"
+            scheduler = self.scheduler
+        self.metrics.model_ready.set(0)
+        if scheduler and not scheduler.stop(timeout):
+            log.warning("stopped with images still in flight after %.0f s", timeout)
+
+    def options(self, beam_size: Any = None, max_length: Any = None) -> DecodeOptions:
+        """Validated search options; ``None`` takes the defaults.
+
+        Raises:
+            InvalidOptions: a value of the wrong type or out of range.
+        """
+        limit = self.max_length
+        beam = _integer("beam_size", beam_size, self.settings.default_beam_size)
+        length = _integer("max_length", max_length, limit)
+        if not 1 <= beam <= self.settings.max_beam_size:
+            raise InvalidOptions(f"beam_size must be 1..{self.settings.max_beam_size}, got {beam}")
+        if not 1 <= length <= limit:
+            raise InvalidOptions(f"max_length must be 1..{limit}, got {length}")
+        return DecodeOptions(beam_size=beam, max_length=length)
+
+    @property
+    def max_length(self) -> int:
+        if self.settings.max_length:
+            return self.settings.max_length
+        return self.package.vocab.max_length if self.package else 20
+
+    def prepare(self, data: bytes) -> Prepared:
+        """Decode and preprocess one image; client mistakes become 4xx errors."""
+        if self.package is None:
+            raise NotReady(self.reason)
+        started = time.time_ns()
+        try:
+            image, kind = read_image(
+                data, self.settings.max_image_bytes, self.settings.max_image_pixels
+            )
+        except EmptyImage as exc:
+            raise BadRequest(str(exc)) from exc
+        except ImageTooLarge as exc:
+            raise PayloadTooLarge(str(exc)) from exc
+        except UnsupportedImage as exc:
+            raise NotAnImage(str(exc)) from exc
+        except (CorruptImage, ImageError) as exc:
+            raise Undecodable(str(exc)) from exc
+        decoded = time.time_ns()
+        pixels = preprocess(image, self.package.preprocessing())
+        prepared = Prepared(
+            pixels, image.width, image.height, kind, len(data), started, decoded, time.time_ns()
+        )
+        self.metrics.image_bytes.observe(len(data))
+        self.metrics.image_pixels.observe(image.width * image.height)
+        self.metrics.stage_duration.labels("decode_image").observe(prepared.decode_seconds)
+        self.metrics.stage_duration.labels("preprocess").observe(prepared.preprocess_seconds)
+        return prepared
+
+    async def predict(self, images: list[Prepared], options: DecodeOptions) -> list[Result]:
+        """Captions for already prepared images, through the shared batches."""
+        with self._lock:
+            if not self.ready or self.scheduler is None:
+                raise NotReady(self.reason)
+            scheduler = self.scheduler
+        timeout = self.settings.request_timeout_seconds
+        futures = [scheduler.submit(p.pixels, options, timeout) for p in images]
+        try:
+            # A little past the deadline: the scheduler itself answers DeadlineExceeded.
+            return await asyncio.wait_for(
+                asyncio.gather(*(asyncio.wrap_future(f) for f in futures)), timeout + 1.0
+            )
+        except TimeoutError as exc:
+            raise DeadlineExceeded("the caption was not ready within the deadline") from exc
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def postprocess(self, result: Result, attention: bool = False) -> Caption:
+        """Words, scores and (for attention models, when asked) the best caption's weights."""
+        assert self.package is not None
+        vocab = self.package.vocab
+        candidates = [
+            {
+                "caption": vocab.decode(c.tokens),
+                "log_probability": round(c.log_prob, 6),
+                "score": round(c.score, 6),
+            }
+            for c in result.candidates
+        ]
+        best: Candidate = result.candidates[0]
+        self.metrics.caption_length.observe(len(best.tokens))
+        self.metrics.caption_log_prob.observe(best.log_prob)
+        times = result.times
+        self.metrics.stage_duration.labels("encoder").observe(times.encoder)
+        self.metrics.stage_duration.labels("decoder").observe(times.decoder)
+        weights = None
+        if attention and best.attention:
+            weights = [np.round(a.astype(np.float64), 5).tolist() for a in best.attention]
+        return Caption(candidates, weights, result)
+
+    def attention_grid(self) -> list[int] | None:
+        """[rows, columns] of the attention grid, or None for merge models."""
+        if self.package is None or self.package.architecture != "attention":
+            return None
+        positions = self.package.manifest["encoder"]["outputs"]
+        shape = next(t["shape"] for t in positions if t["name"] == "features")
+        side = math.isqrt(int(shape[1]))
+        return [side, side] if side * side == shape[1] else [1, int(shape[1])]
+
+
+def _integer(name: str, value: Any, default: int) -> int:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        raise InvalidOptions(f"{name} must be an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value)
+    raise InvalidOptions(f"{name} must be an integer, got {str(value)[:40]!r}")
