@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from captioner.decoding import DecodeOptions, beam_search, decode, greedy_search
+from captioner.decoding import (
+    BatchStepper,
+    DecodeOptions,
+    beam_search,
+    decode,
+    greedy_search,
+    new_search,
+)
 from tests.helpers import MarkovStep, top
 
 END = 2
@@ -118,3 +125,28 @@ def test_invalid_options():
         DecodeOptions(beam_size=0)
     with pytest.raises(ValueError, match="max_length"):
         DecodeOptions(max_length=0)
+
+
+def test_searches_joining_mid_flight_decode_as_if_alone():
+    """Continuous batching: searches added and finished between steps change nothing."""
+    model = MarkovStep(images=4, vocab_size=7, seed=11)
+    plans = [DecodeOptions(beam_size=b, max_length=m) for b, m in ((1, 6), (3, 5), (2, 4), (4, 6))]
+
+    def search(image):
+        f = features(4)[image : image + 1]
+        return new_search(f, model.initial_state(f), 1, END, plans[image])
+
+    alone = [
+        decode(model, features(4)[i : i + 1], [np.array([i])], 1, END, plans[i])[0]
+        for i in range(4)
+    ]
+    stepper = BatchStepper(model)
+    searches = [search(0)]
+    rows_seen = []
+    while not all(s.done for s in searches):
+        rows_seen.append(stepper.step(searches))
+        if len(searches) < 4:  # one more search joins after every step
+            searches.append(search(len(searches)))
+    together = [[(c.tokens, round(c.score, 6)) for c in s.result()] for s in searches]
+    assert together == [[(c.tokens, round(c.score, 6)) for c in a] for a in alone]
+    assert max(rows_seen) > 4  # beams of several searches really shared a step

@@ -58,3 +58,55 @@ def test_file_and_array_paths_are_bit_identical():
     spec = Preprocessing(24, 24, "tf")
     png = encoded(Image.fromarray(pixels), "PNG")
     assert np.array_equal(preprocess(pixels, spec), preprocess_bytes(png, spec))
+
+
+LIMITS = {"max_bytes": 1 << 20, "max_pixels": 1_000_000}
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "GIF"])
+def test_read_image_accepts_web_formats(fmt):
+    from captioner.images import read_image
+
+    image, kind = read_image(encoded(Image.new("RGB", (9, 7), (10, 200, 30)), fmt), **LIMITS)
+    assert kind == fmt and image.mode == "RGB" and image.size == (9, 7)
+
+
+def test_read_image_takes_the_first_gif_frame():
+    from captioner.images import read_image
+
+    frames = [Image.new("RGB", (8, 8), c).convert("P") for c in ((255, 0, 0), (0, 0, 255))]
+    data = encoded(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    image, _ = read_image(data, **LIMITS)
+    assert image.getpixel((0, 0))[0] > 200 and image.getpixel((0, 0))[2] < 50
+
+
+def test_read_image_errors_name_the_problem():
+    from captioner.images import (
+        CorruptImage,
+        EmptyImage,
+        ImageTooLarge,
+        UnsupportedImage,
+        read_image,
+    )
+
+    photo = encoded(Image.effect_noise((64, 64), 40).convert("RGB"), "JPEG")
+    cases = [
+        (b"", EmptyImage, "empty"),
+        (b"x" * (LIMITS["max_bytes"] + 1), ImageTooLarge, "bytes"),
+        (encoded(Image.new("1", (2000, 1000)), "PNG"), ImageTooLarge, "2000x1000"),
+        (b"GIF89a not really", UnsupportedImage, "supported format"),
+        (encoded(Image.new("RGB", (4, 4)), "TIFF"), UnsupportedImage, "TIFF"),
+        (photo[: len(photo) // 2], CorruptImage, "truncated or corrupt"),
+    ]
+    for data, error, words in cases:
+        with pytest.raises(error, match=words):
+            read_image(data, **LIMITS)
+
+
+def test_read_image_matches_the_training_decoder():
+    """The service's bounded reader and training's decode_image give the same pixels."""
+    from captioner.images import read_image
+
+    data = encoded(Image.effect_noise((40, 30), 60).convert("RGBA"), "PNG")
+    served, _ = read_image(data, **LIMITS)
+    assert np.array_equal(np.asarray(served), np.asarray(decode_image(data)))

@@ -1,0 +1,88 @@
+"""The scheduler's batching with a toy model: same answers as decoding alone, bounded queue."""
+
+import numpy as np
+import pytest
+
+from captioner.decoding import DecodeOptions, decode
+from inference.errors import NotReady, QueueFull
+from inference.metrics import ServiceMetrics
+from inference.scheduler import Scheduler
+from tests.helpers import MarkovStep, metric_value
+
+END = 2
+
+
+class ToyRuntime(MarkovStep):
+    """MarkovStep plus an encoder: the image's index is written in its first pixel."""
+
+    def __init__(self):
+        super().__init__(vocab_size=8, images=6, seed=5)
+        self.batches: list[int] = []
+
+    def encode(self, images):
+        self.batches.append(len(images))
+        index = images[:, 0, 0, :1]
+        return index, [index[:, 0].astype(np.int64)]
+
+
+def pixels(index):
+    return np.full((2, 2, 3), index, np.float32)
+
+
+def scheduler(runtime, metrics, **overrides):
+    settings = {
+        "max_batch_size": 8,
+        "max_queue_delay": 0.2,
+        "max_decode_rows": 64,
+        "max_queue": 16,
+        "retry_after": 2,
+    } | overrides
+    return Scheduler(runtime, 1, END, metrics=metrics, **settings)
+
+
+def test_batched_answers_equal_decoding_each_image_alone():
+    runtime, metrics = ToyRuntime(), ServiceMetrics()
+    plans = [DecodeOptions(beam_size=1 + i % 3, max_length=4 + i % 2) for i in range(6)]
+    work = scheduler(runtime, metrics)
+    work.start()
+    futures = [work.submit(pixels(i), plans[i], timeout=10) for i in range(6)]
+    results = [f.result(10) for f in futures]
+    assert work.stop(5)
+    for i, result in enumerate(results):
+        alone = decode(runtime, np.array([[i]], np.float32), [np.array([i])], 1, END, plans[i])[0]
+        assert [c.tokens for c in result.candidates] == [c.tokens for c in alone]
+        assert result.times.decoder_steps >= 1 and result.times.queue_wait >= 0
+    # All six arrived within the batch window: one encoder batch.
+    assert runtime.batches == [6]
+    assert {r.times.batch_id for r in results} == {1}
+    text = metrics.exposition().decode()
+    assert metric_value(text, "captioner_batch_size_count", stage="encoder") == 1
+    assert metric_value(text, "captioner_queue_depth") == 0
+
+
+def test_decoder_rows_respect_the_budget():
+    runtime, metrics = ToyRuntime(), ServiceMetrics()
+    work = scheduler(runtime, metrics, max_decode_rows=4, max_queue_delay=0.05)
+    work.start()
+    futures = [work.submit(pixels(i), DecodeOptions(beam_size=3), timeout=10) for i in range(4)]
+    for future in futures:
+        future.result(10)
+    work.stop(5)
+    # Four 3-beam searches never fit 4 rows together, so encoder batches stay small.
+    assert max(runtime.batches) <= 2 and sum(runtime.batches) == 4
+
+
+def test_a_full_queue_refuses_and_stop_finishes_what_was_admitted():
+    runtime, metrics = ToyRuntime(), ServiceMetrics()
+    work = scheduler(runtime, metrics, max_queue=2, max_queue_delay=30.0)
+    work.start()
+    admitted = [work.submit(pixels(i), DecodeOptions(), timeout=60) for i in range(2)]
+    with pytest.raises(QueueFull) as refused:
+        work.submit(pixels(2), DecodeOptions(), timeout=60)
+    assert refused.value.retry_after == 2
+    assert work.stop(10)  # drains: the 30 s window does not hold up shutdown
+    assert all(f.result(0).candidates for f in admitted)
+    with pytest.raises(NotReady):
+        work.submit(pixels(0), DecodeOptions(), timeout=60)
+    text = metrics.exposition().decode()
+    assert metric_value(text, "captioner_rejected_total", reason="queue_full") == 1
