@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks.footprint import requirement_closure
+
 ROOT = Path(__file__).resolve().parents[2]
 FORBIDDEN = ("tensorflow", "keras", "tf2onnx")
 
@@ -81,37 +83,15 @@ def test_the_service_process_loads_without_tensorflow():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def requirement_closure(extra: str) -> set[str]:
-    """Distribution names the ``captioner[extra]`` install pulls in, from installed metadata."""
-    from importlib.metadata import PackageNotFoundError, distribution
-
-    from packaging.requirements import Requirement
-
-    def name(text: str) -> str:
-        return text.lower().replace("_", "-")
-
-    seen: set[str] = set()
-    todo = [("captioner", {extra})]
-    while todo:
-        dist_name, extras = todo.pop()
-        try:
-            dist = distribution(dist_name)
-        except PackageNotFoundError:
-            continue
-        for text in dist.requires or []:
-            req = Requirement(text)
-            if req.marker and not any(req.marker.evaluate({"extra": e}) for e in extras | {""}):
-                continue
-            key = name(req.name)
-            if key == "captioner":
-                todo.append((key, set(req.extras)))
-            elif key not in seen:
-                seen.add(key)
-                todo.append((key, set(req.extras)))
-    return seen
-
-
 def test_the_serving_install_has_no_tensorflow():
     closure = requirement_closure("serve")
     assert {"fastapi", "onnxruntime", "prometheus-client"} <= closure
     assert not {n for n in closure if n.startswith(("tensorflow", "keras", "tf2onnx"))}
+
+
+def test_every_service_setting_is_documented():
+    from inference.settings import ServeSettings
+
+    doc = (ROOT / "docs" / "inference.md").read_text()
+    missing = [n for n in ServeSettings.model_fields if f"`CAPTIONER_{n.upper()}`" not in doc]
+    assert not missing
