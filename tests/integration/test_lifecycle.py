@@ -208,3 +208,14 @@ def test_one_trace_spans_the_request_and_its_stages(served_package):
     assert attributes["http.route"] == "/v1/captions"
     logged = [json.loads(r) for r in records]
     assert any(e.get("trace_id") == trace_id and "/v1/captions" in e["message"] for e in logged)
+
+
+def test_the_variant_comes_from_settings(served_package):
+    settings = ServeSettings(model_dir=served_package, variant="int8")
+    metrics = ServiceMetrics()
+    with ThreadServer(create_app(settings, metrics=metrics)) as server:
+        wait_until(lambda: httpx.get(f"{server.url}/v2/health/ready").status_code == 200)
+        answer = httpx.post(f"{server.url}/v1/captions", files={"image": ("a", PHOTO)}, timeout=30)
+        assert answer.status_code == 200 and answer.json()["model"]["variant"] == "int8"
+        text = httpx.get(f"{server.url}/metrics").text
+        assert metric_value(text, "captioner_model_info", variant="int8") == 1
