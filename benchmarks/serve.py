@@ -1,0 +1,206 @@
+"""The inference service against the seed and against the bare encoder, side by side in one run.
+
+On the seed's model (Xception merge at 299x299, random weights, Flickr8k-sized
+vocabulary; see benchmarks/seed_model.py) and the seven real photos:
+
+1. decoding: the seed's loop (Keras ``model.predict`` once per word, the whole
+   prefix re-fed, greedy) against the service's decoder (ONNX Runtime, one step
+   per word with explicit state, images batched), on the same features;
+2. single-request latency through HTTP against one bare encoder forward pass;
+3. throughput with 16 concurrent HTTP clients against the bare encoder's best
+   batched throughput, and the errors seen;
+4. the serving process's peak memory, and the installed size of the ``serve``
+   extra (no TensorFlow) next to the ``train`` extra.
+
+Prints a markdown table and the ratios.
+
+    python benchmarks/serve.py [--out runs/bench] [--requests 96] [--clients 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.seed_model import SeedLoop, build_xception_merge  # noqa: E402
+
+from benchmarks.footprint import footprint  # noqa: E402
+from captioner.decoding import DecodeOptions, decode  # noqa: E402
+from captioner.images import preprocess_bytes  # noqa: E402
+from captioner.package import open_package  # noqa: E402
+from captioner.runtime import OnnxCaptioner  # noqa: E402
+from tests.helpers import REAL_PHOTOS, ProcessServer  # noqa: E402
+
+CPU = ["CPUExecutionProvider"]
+
+
+def median_time(run, repeats: int) -> float:
+    run()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def decoding(model_dir: Path, package_dir: Path, images: np.ndarray) -> dict[str, float]:
+    """Seconds per caption: the seed's loop against the service's step decoder."""
+    seed = SeedLoop(model_dir)
+    runtime = OnnxCaptioner(open_package(package_dir), providers=CPU)
+    vocab = runtime.package.vocab
+    options = DecodeOptions(max_length=vocab.max_length)
+    start, end = vocab.start_id, vocab.end_id
+    seed_features = seed.features(images)
+    features, state = runtime.encode(images)
+    seed.caption(seed_features[0])  # warm-up: Keras builds its predict function
+    start = time.perf_counter()
+    seed_tokens = [seed.caption(row) for row in seed_features]
+    seed_seconds = (time.perf_counter() - start) / len(images)
+
+    def solo():
+        return [
+            decode(
+                runtime, features[i : i + 1], [s[i : i + 1] for s in state], start, end, options
+            )[0]
+            for i in range(len(images))
+        ]
+
+    def batched():
+        return decode(runtime, features, state, start, end, options)
+
+    solo_seconds = median_time(solo, 5) / len(images)
+    batched_seconds = median_time(batched, 5) / len(images)
+    onnx_tokens = [c[0].tokens for c in batched()]
+    agree = sum(a == b for a, b in zip(seed_tokens, onnx_tokens, strict=True)) / len(images)
+    return {
+        "seed_seconds": seed_seconds,
+        "solo_seconds": solo_seconds,
+        "batched_seconds": batched_seconds,
+        "words": statistics.mean(len(t) for t in seed_tokens),
+        "agreement": agree,
+    }
+
+
+def bare_encoder(package_dir: Path, images: np.ndarray) -> dict[str, float]:
+    """One image's forward time, and the best images/s over batch sizes."""
+    runtime = OnnxCaptioner(open_package(package_dir), providers=CPU)
+    single = median_time(lambda: runtime.encode(images[:1]), 15)
+    best, best_batch = 0.0, 1
+    for batch in (1, 2, 4, 8, 16):
+        stacked = np.concatenate([images] * (batch // len(images) + 1))[:batch]
+        rate = batch / median_time(lambda s=stacked: runtime.encode(s), 3)
+        if rate > best:
+            best, best_batch = rate, batch
+    return {"single_seconds": single, "best_rate": best, "best_batch": best_batch}
+
+
+def peak_rss(pid: int) -> int:
+    """Peak resident set size of a process (VmHWM), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def through_http(package_dir: Path, photos: list[bytes], requests: int, clients: int, out: Path):
+    import httpx
+
+    server = ProcessServer(package_dir, out / "server.log", log_level="warning")
+    with server:
+        server.wait_ready(300)
+        url = f"{server.url}/v1/captions"
+        with httpx.Client(timeout=120) as client:
+
+            def one(i: int) -> int:
+                files = {"image": ("photo.jpg", photos[i % len(photos)], "image/jpeg")}
+                return client.post(url, files=files).status_code
+
+            latency = median_time(lambda: one(0), 15)
+            with ThreadPoolExecutor(clients) as pool:
+                list(pool.map(one, range(clients)))  # warm-up at full concurrency
+                start = time.perf_counter()
+                codes = list(pool.map(one, range(requests)))
+                elapsed = time.perf_counter() - start
+        assert server.process is not None
+        memory = peak_rss(server.process.pid)
+    return {
+        "latency_seconds": latency,
+        "rate": requests / elapsed,
+        "errors": sum(code != 200 for code in codes),
+        "peak_rss": memory,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench")
+    parser.add_argument("--requests", type=int, default=96)
+    parser.add_argument("--clients", type=int, default=16)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    args.out.mkdir(parents=True, exist_ok=True)
+    model_dir, package_dir = build_xception_merge(args.out / "xception_merge")
+    spec = open_package(package_dir).preprocessing()
+    photos = [p.read_bytes() for p in sorted(REAL_PHOTOS.glob("*.jpg"))]
+    images = np.stack([preprocess_bytes(p, spec) for p in photos])
+
+    print("decoding: seed loop vs service decoder ...", flush=True)
+    dec = decoding(model_dir, package_dir, images)
+    print("bare encoder ...", flush=True)
+    enc = bare_encoder(package_dir, images)
+    print("through HTTP ...", flush=True)
+    http = through_http(package_dir, photos, args.requests, args.clients, args.out)
+    serve_mb = sum(footprint("serve").values()) / 1e6
+    train_mb = sum(footprint("train").values()) / 1e6
+
+    rows = [
+        ("seed decoding, s per caption (Keras predict per word)", f"{dec['seed_seconds']:.3f}"),
+        ("service decoder, s per caption (one image at a time)", f"{dec['solo_seconds']:.4f}"),
+        ("service decoder, s per caption (7 images batched)", f"{dec['batched_seconds']:.4f}"),
+        ("words per caption (both run to max length: random weights)", f"{dec['words']:.1f}"),
+        ("identical captions, seed vs service", f"{dec['agreement']:.0%}"),
+        ("bare encoder, one image, s", f"{enc['single_seconds']:.4f}"),
+        ("HTTP single request end to end, s (median)", f"{http['latency_seconds']:.4f}"),
+        (
+            f"bare encoder best throughput, img/s (batch {enc['best_batch']})",
+            f"{enc['best_rate']:.2f}",
+        ),
+        (f"HTTP throughput, {args.clients} clients, img/s", f"{http['rate']:.2f}"),
+        (f"HTTP errors in {args.requests} requests", str(http["errors"])),
+        ("serving process peak RSS, MB", f"{http['peak_rss'] / 1e6:.0f}"),
+        ("installed size, serve extra (no TensorFlow), MB", f"{serve_mb:.0f}"),
+        ("installed size, train extra, MB", f"{train_mb:.0f}"),
+    ]
+    print(f"\nCPU: {os.cpu_count()} cores; execution provider CPUExecutionProvider\n")
+    print("| measure | value |\n|---|---|")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+    print()
+    ratios = [
+        ("decoding speed-up, seed / service (solo)", dec["seed_seconds"] / dec["solo_seconds"],
+         "x", "target >= 20x"),
+        ("decoding speed-up, seed / service (batched)",
+         dec["seed_seconds"] / dec["batched_seconds"], "x", ""),
+        ("latency, HTTP / bare encoder", http["latency_seconds"] / enc["single_seconds"], "x",
+         "target <= 1.2x"),
+        ("throughput, HTTP / bare encoder best", 100 * http["rate"] / enc["best_rate"], "%",
+         "target >= 80%"),
+    ]  # fmt: skip
+    for name, value, unit, target in ratios:
+        print(f"{name:46s} {value:7.2f}{unit}  {target}")
+
+
+if __name__ == "__main__":
+    main()
