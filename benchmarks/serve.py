@@ -33,16 +33,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.seed_model import SeedLoop, build_xception_merge  # noqa: E402
-
 from benchmarks.footprint import footprint  # noqa: E402
+from benchmarks.seed_model import SeedLoop, build_xception_merge  # noqa: E402
 from captioner.decoding import DecodeOptions, decode  # noqa: E402
 from captioner.images import preprocess_bytes  # noqa: E402
 from captioner.package import open_package  # noqa: E402
 from captioner.runtime import OnnxCaptioner  # noqa: E402
 from tests.helpers import REAL_PHOTOS, ProcessServer  # noqa: E402
-
-CPU = ["CPUExecutionProvider"]
 
 
 def median_time(run, repeats: int) -> float:
@@ -55,13 +52,15 @@ def median_time(run, repeats: int) -> float:
     return statistics.median(times)
 
 
-def decoding(model_dir: Path, package_dir: Path, images: np.ndarray) -> dict[str, float]:
+def decoding(
+    model_dir: Path, package_dir: Path, images: np.ndarray, providers: list[str]
+) -> dict[str, float]:
     """Seconds per caption: the seed's loop against the service's step decoder."""
     seed = SeedLoop(model_dir)
-    runtime = OnnxCaptioner(open_package(package_dir), providers=CPU)
+    runtime = OnnxCaptioner(open_package(package_dir), providers=providers)
     vocab = runtime.package.vocab
     options = DecodeOptions(max_length=vocab.max_length)
-    start, end = vocab.start_id, vocab.end_id
+    start_id, end_id = vocab.start_id, vocab.end_id
     seed_features = seed.features(images)
     features, state = runtime.encode(images)
     seed.caption(seed_features[0])  # warm-up: Keras builds its predict function
@@ -72,13 +71,18 @@ def decoding(model_dir: Path, package_dir: Path, images: np.ndarray) -> dict[str
     def solo():
         return [
             decode(
-                runtime, features[i : i + 1], [s[i : i + 1] for s in state], start, end, options
+                runtime,
+                features[i : i + 1],
+                [s[i : i + 1] for s in state],
+                start_id,
+                end_id,
+                options,
             )[0]
             for i in range(len(images))
         ]
 
     def batched():
-        return decode(runtime, features, state, start, end, options)
+        return decode(runtime, features, state, start_id, end_id, options)
 
     solo_seconds = median_time(solo, 5) / len(images)
     batched_seconds = median_time(batched, 5) / len(images)
@@ -93,9 +97,9 @@ def decoding(model_dir: Path, package_dir: Path, images: np.ndarray) -> dict[str
     }
 
 
-def bare_encoder(package_dir: Path, images: np.ndarray) -> dict[str, float]:
+def bare_encoder(package_dir: Path, images: np.ndarray, providers: list[str]) -> dict[str, float]:
     """One image's forward time, and the best images/s over batch sizes."""
-    runtime = OnnxCaptioner(open_package(package_dir), providers=CPU)
+    runtime = OnnxCaptioner(open_package(package_dir), providers=providers)
     single = median_time(lambda: runtime.encode(images[:1]), 15)
     best, best_batch = 0.0, 1
     for batch in (1, 2, 4, 8, 16):
@@ -114,20 +118,45 @@ def peak_rss(pid: int) -> int:
     return 0
 
 
-def through_http(package_dir: Path, photos: list[bytes], requests: int, clients: int, out: Path):
+def typical_length() -> int:
+    """Mean words per Flickr8k reference caption: what a trained model's captions run to."""
+    from benchmarks.seed_model import FLICKR8K_TEXT
+    from captioner.text import normalize
+    from training.datasets.flickr import TOKEN_FILE, read_flickr8k_captions
+
+    captions = read_flickr8k_captions(FLICKR8K_TEXT / TOKEN_FILE)
+    lengths = [len(normalize(c)) for group in captions.values() for c in group]
+    return round(statistics.mean(lengths))
+
+
+def through_http(
+    package_dir: Path,
+    photos: list[bytes],
+    requests: int,
+    clients: int,
+    out: Path,
+    typical: int,
+    providers: list[str],
+):
+    import json
+
     import httpx
 
-    server = ProcessServer(package_dir, out / "server.log", log_level="warning")
+    server = ProcessServer(
+        package_dir, out / "server.log", log_level="warning", providers=json.dumps(providers)
+    )
     with server:
         server.wait_ready(300)
         url = f"{server.url}/v1/captions"
         with httpx.Client(timeout=120) as client:
 
-            def one(i: int) -> int:
+            def one(i: int, max_length: int | None = None) -> int:
                 files = {"image": ("photo.jpg", photos[i % len(photos)], "image/jpeg")}
-                return client.post(url, files=files).status_code
+                data = {"max_length": str(max_length)} if max_length else None
+                return client.post(url, files=files, data=data).status_code
 
             latency = median_time(lambda: one(0), 15)
+            typical_latency = median_time(lambda: one(0, typical), 15)
             with ThreadPoolExecutor(clients) as pool:
                 list(pool.map(one, range(clients)))  # warm-up at full concurrency
                 start = time.perf_counter()
@@ -137,6 +166,7 @@ def through_http(package_dir: Path, photos: list[bytes], requests: int, clients:
         memory = peak_rss(server.process.pid)
     return {
         "latency_seconds": latency,
+        "typical_latency_seconds": typical_latency,
         "rate": requests / elapsed,
         "errors": sum(code != 200 for code in codes),
         "peak_rss": memory,
@@ -148,20 +178,30 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench")
     parser.add_argument("--requests", type=int, default=96)
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument(
+        "--provider",
+        default="CPUExecutionProvider",
+        help="execution provider for the bare encoder and the service (CPU as fallback)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
+    providers = list(dict.fromkeys([args.provider, "CPUExecutionProvider"]))
     model_dir, package_dir = build_xception_merge(args.out / "xception_merge")
     spec = open_package(package_dir).preprocessing()
     photos = [p.read_bytes() for p in sorted(REAL_PHOTOS.glob("*.jpg"))]
     images = np.stack([preprocess_bytes(p, spec) for p in photos])
 
-    print("decoding: seed loop vs service decoder ...", flush=True)
-    dec = decoding(model_dir, package_dir, images)
     print("bare encoder ...", flush=True)
-    enc = bare_encoder(package_dir, images)
+    enc = bare_encoder(package_dir, images, providers)
     print("through HTTP ...", flush=True)
-    http = through_http(package_dir, photos, args.requests, args.clients, args.out)
+    typical = typical_length()
+    http = through_http(
+        package_dir, photos, args.requests, args.clients, args.out, typical, providers
+    )
+    # Keras runs last, so its thread pools are not around while HTTP is timed.
+    print("decoding: seed loop vs service decoder ...", flush=True)
+    dec = decoding(model_dir, package_dir, images, providers)
     serve_mb = sum(footprint("serve").values()) / 1e6
     train_mb = sum(footprint("train").values()) / 1e6
 
@@ -172,7 +212,11 @@ def main() -> None:
         ("words per caption (both run to max length: random weights)", f"{dec['words']:.1f}"),
         ("identical captions, seed vs service", f"{dec['agreement']:.0%}"),
         ("bare encoder, one image, s", f"{enc['single_seconds']:.4f}"),
-        ("HTTP single request end to end, s (median)", f"{http['latency_seconds']:.4f}"),
+        ("HTTP single request end to end, s (median, 35 words)", f"{http['latency_seconds']:.4f}"),
+        (
+            f"HTTP single request end to end, s (median, max_length {typical})",
+            f"{http['typical_latency_seconds']:.4f}",
+        ),
         (
             f"bare encoder best throughput, img/s (batch {enc['best_batch']})",
             f"{enc['best_rate']:.2f}",
@@ -183,7 +227,7 @@ def main() -> None:
         ("installed size, serve extra (no TensorFlow), MB", f"{serve_mb:.0f}"),
         ("installed size, train extra, MB", f"{train_mb:.0f}"),
     ]
-    print(f"\nCPU: {os.cpu_count()} cores; execution provider CPUExecutionProvider\n")
+    print(f"\nCPU: {os.cpu_count()} cores; execution providers {providers}\n")
     print("| measure | value |\n|---|---|")
     for name, value in rows:
         print(f"| {name} | {value} |")
@@ -193,8 +237,10 @@ def main() -> None:
          "x", "target >= 20x"),
         ("decoding speed-up, seed / service (batched)",
          dec["seed_seconds"] / dec["batched_seconds"], "x", ""),
-        ("latency, HTTP / bare encoder", http["latency_seconds"] / enc["single_seconds"], "x",
-         "target <= 1.2x"),
+        ("latency, HTTP / bare encoder (35 words)", http["latency_seconds"] / enc["single_seconds"],
+         "x", "target <= 1.2x"),
+        (f"latency, HTTP / bare encoder ({typical} words)",
+         http["typical_latency_seconds"] / enc["single_seconds"], "x", "target <= 1.2x"),
         ("throughput, HTTP / bare encoder best", 100 * http["rate"] / enc["best_rate"], "%",
          "target >= 80%"),
     ]  # fmt: skip

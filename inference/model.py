@@ -127,6 +127,7 @@ class ServedModel:
                 threads=settings.intra_op_threads,
                 inter_op_threads=settings.inter_op_threads,
                 optimization=settings.graph_optimization,
+                spinning=settings.thread_spinning,
             )
             self.package, self.runtime = package, runtime
             requested = settings.provider_order()[0]

@@ -46,6 +46,10 @@ class ServeSettings(BaseSettings):
     inter_op_threads: int = Field(
         default=0, ge=0, description="ONNX Runtime inter-op threads (0: auto)"
     )
+    thread_spinning: bool = Field(
+        default=False,
+        description="let idle ONNX Runtime threads spin (off: they yield the cores to the next stage)",
+    )
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
 
     host: str = Field(default="127.0.0.1", description="listen address (0.0.0.0 in a container)")
@@ -64,10 +68,11 @@ class ServeSettings(BaseSettings):
         default=16, ge=1, le=1024, description="most images per encoder batch"
     )
     max_queue_delay_ms: float = Field(
-        default=5.0,
+        default=0.0,
         ge=0,
         le=10_000,
-        description="how long the first image waits for others to batch with",
+        description="how long an image arriving at an idle service waits for others to batch "
+        "with (under load, images batch anyway while the encoder is busy)",
     )
     max_decode_rows: int = Field(
         default=512, ge=1, description="most hypotheses (requests x beams) in one decoder step"
