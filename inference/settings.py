@@ -48,7 +48,8 @@ class ServeSettings(BaseSettings):
     )
     thread_spinning: bool = Field(
         default=False,
-        description="let idle ONNX Runtime threads spin (off: they yield the cores to the next stage)",
+        description="let idle ONNX Runtime threads spin (off: they yield the cores to the next "
+        "stage)",
     )
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
 
