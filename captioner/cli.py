@@ -318,5 +318,61 @@ def serve(**options: object) -> None:
     run(settings)
 
 
+@main.command("ui")
+@click.option("--port", type=int, help="Streamlit port [env CAPTIONER_UI_PORT, default 8501]")
+@click.option("--service-url", help="inference service [env CAPTIONER_SERVICE_URL]")
+def ui_command(port: int | None, service_url: str | None) -> None:
+    """The Streamlit page: caption images, give feedback (stored in MongoDB).
+
+    Without MONGODB_URI a local nx-27017 (MongoDB wire protocol over SQLite) is started.
+    """
+    from pydantic import ValidationError
+
+    from ui.launch import run
+    from ui.settings import UISettings
+
+    overrides: dict[str, Any] = {"ui_port": port, "service_url": service_url}
+    try:
+        settings = UISettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        _fail(exc)
+    sys.exit(run(settings))
+
+
+@main.group()
+def feedback() -> None:
+    """Feedback that users gave on the page (MongoDB, contract 5)."""
+
+
+@feedback.command("export")
+@click.option("--since", help="only feedback from this day on (YYYY-MM-DD)")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="dataset folder")
+@click.option("--mongodb-uri", envvar="MONGODB_URI", help="[env MONGODB_URI]")
+@click.option("--database", default="captioner", show_default=True)
+def feedback_export(since: str | None, out: Path, mongodb_uri: str | None, database: str) -> None:
+    """Write corrections and thumbs-up captions as a dataset the training pipeline reads."""
+    from datetime import UTC, datetime
+
+    from ui.export import export_feedback
+    from ui.store import FeedbackStore, StoreUnavailable
+
+    if not mongodb_uri:
+        raise click.ClickException("no database: pass --mongodb-uri or set MONGODB_URI")
+    start = None
+    if since:
+        try:
+            start = datetime.strptime(since, "%Y-%m-%d").replace(tzinfo=UTC)
+        except ValueError as exc:
+            raise click.ClickException(f"--since must be YYYY-MM-DD, got {since!r}") from exc
+    store = FeedbackStore(mongodb_uri, database)
+    try:
+        summary = export_feedback(store, start, out)
+    except StoreUnavailable as exc:
+        _fail(exc)
+    finally:
+        store.close()
+    click.echo(json.dumps(summary, default=str))
+
+
 if __name__ == "__main__":
     main()

@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# The demo: set everything up, then synthetic data -> train -> evaluate -> export -> serve.
+# The demo: set everything up, then synthetic data -> train -> evaluate -> export,
+# then the inference service and the Streamlit page, running until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh serve,train,dev
+bash scripts/setup.sh serve,ui,train,dev
 .venv/bin/captioner demo "$@"
 port="${CAPTIONER_PORT:-8000}"
+ui_port="${CAPTIONER_UI_PORT:-8501}"
+CAPTIONER_LOG_FORMAT=text .venv/bin/captioner serve --model runs/demo/package --port "${port}" &
+service=$!
+trap 'kill "${service}" 2>/dev/null; wait "${service}" 2>/dev/null || true' EXIT
 cat <<MSG
-The inference service starts on http://127.0.0.1:${port} (Ctrl-C stops it). Try:
-  curl -F image=@../shared/data/real_photos/img1.jpg http://127.0.0.1:${port}/v1/captions
-  curl http://127.0.0.1:${port}/metrics
+
+inference service: http://127.0.0.1:${port}   (try: curl -F image=@../shared/data/real_photos/img1.jpg http://127.0.0.1:${port}/v1/captions)
+service metrics:   http://127.0.0.1:${port}/metrics
+caption page:      http://127.0.0.1:${ui_port}   (Ctrl-C stops both)
+
 MSG
-exec .venv/bin/captioner serve --model runs/demo/package --port "${port}"
+.venv/bin/captioner ui --port "${ui_port}" --service-url "http://127.0.0.1:${port}"

@@ -49,3 +49,13 @@ def served_package(trained, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("served") / "package"
     return build_package(trained.model_dir, out, variants=("int8",))
+
+
+@pytest.fixture(scope="session")
+def running_service(served_package, tmp_path_factory):
+    """``captioner serve`` on loopback with the served package, for the UI tests."""
+    from tests.helpers import ProcessServer
+
+    with ProcessServer(served_package, tmp_path_factory.mktemp("service") / "log") as server:
+        server.wait_ready()
+        yield server

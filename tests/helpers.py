@@ -117,11 +117,13 @@ def wait_until(predicate, timeout: float = 60.0, interval: float = 0.05, what: s
     """Poll ``predicate`` until it returns a truthy value; fail the test after ``timeout``."""
     import time
 
+    import httpx
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             value = predicate()
-        except OSError:
+        except (OSError, httpx.TransportError):  # not listening yet
             value = None
         if value:
             return value

@@ -1,0 +1,120 @@
+"""The page in a real browser: Debian's Chromium, headless, driven by Playwright.
+
+`captioner ui` runs as a user starts it, against `captioner serve` and the
+database over the wire; the test uploads a real photo, reads the caption, answers
+thumbs down with a correction, and reads the record back from the database.
+A screenshot of the page is kept in test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+import pymongo
+import pytest
+
+from tests.helpers import REAL_PHOTOS, REPO, free_port, metric_value, wait_until
+
+pytestmark = pytest.mark.server
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO / "test-artifacts"
+# As the machine's notes say: without these, Chromium keeps dialling Google's hosts.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def ui_process(running_service, mongo_uri, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.fail("Chromium is missing: scripts/setup.sh installs Debian's chromium package")
+    port, metrics_port = free_port(), free_port()
+    database = f"browser_{uuid.uuid4().hex[:12]}"
+    env = {
+        **os.environ,
+        "MONGODB_URI": mongo_uri,
+        "CAPTIONER_MONGODB_DATABASE": database,
+        "CAPTIONER_OUTBOX_PATH": str(tmp_path / "outbox.sqlite3"),
+        "CAPTIONER_UI_METRICS_PORT": str(metrics_port),
+    }
+    log = (tmp_path / "ui.log").open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from captioner.cli import main; main()",
+            "ui",
+            "--port",
+            str(port),
+            "--service-url",
+            running_service.url,
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200,
+            60,
+            what="Streamlit to answer",
+        )
+        yield url, database, metrics_port
+    finally:
+        process.terminate()
+        process.wait(30)
+        log.close()
+        pymongo.MongoClient(mongo_uri).drop_database(database)
+
+
+def test_upload_caption_thumbs_down_and_correction_reach_the_database(
+    ui_process, running_service, mongo_uri
+):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, database, metrics_port = ui_process
+    photo = REAL_PHOTOS / "img5.jpg"
+    expected = httpx.post(
+        f"{running_service.url}/v1/captions",
+        files={"image": ("p.jpg", photo.read_bytes())},
+        data={"beam_size": "3"},
+    ).json()["caption"]
+    correction = "two dogs play in the snow <b>near</b> a fence"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        expect(page.get_by_text("Caption an image")).to_be_visible(timeout=60_000)
+        page.locator("input[type=file]").set_input_files(str(photo))
+        expect(page.get_by_role("heading", name=expected)).to_be_visible(timeout=60_000)
+        page.get_by_text("👎 No").click()
+        page.get_by_label("A better caption (optional)").fill(correction)
+        page.get_by_role("button", name="Send feedback").click()
+        expect(page.get_by_text("Thank you! Your feedback was saved.")).to_be_visible(
+            timeout=30_000
+        )
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "ui-caption-page.png"), full_page=True)
+        browser.close()
+    [record] = list(pymongo.MongoClient(mongo_uri)[database]["feedback"].find({}))
+    assert record["rating"] == "down"
+    assert record["correction"] == correction
+    assert record["caption"] == expected
+    metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+    assert metric_value(metrics, "captioner_feedback_total", rating="down") == 1

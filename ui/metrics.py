@@ -1,0 +1,48 @@
+"""The UI's Prometheus metrics: every one of them, in one place (contract 4)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+
+class UIMetrics:
+    """Feedback counters and the outbox depth, on a registry of their own.
+
+    A registry per object (rather than the global one) lets tests and several UI
+    processes in one interpreter count independently.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.feedback = Counter(
+            "captioner_feedback_total",
+            "Feedback submitted on the page, by rating and by outcome (stored or queued).",
+            ["rating", "outcome"],
+            registry=self.registry,
+        )
+        self.outbox_depth = Gauge(
+            "captioner_feedback_outbox_depth",
+            "Feedback waiting in the local outbox for the database.",
+            registry=self.registry,
+        )
+        self.delivered = Counter(
+            "captioner_feedback_delivered_total",
+            "Feedback delivered from the outbox to the database.",
+            registry=self.registry,
+        )
+        self.store_errors = Counter(
+            "captioner_feedback_store_errors_total",
+            "Attempts to store feedback that failed because the database was unreachable.",
+            registry=self.registry,
+        )
+
+
+def serve_metrics(metrics: UIMetrics, port: int, host: str = "127.0.0.1") -> object:
+    """Serve ``/metrics`` for Prometheus on a daemon thread; returns what prometheus_client does.
+
+    Args:
+        metrics: whose registry to expose.
+        port: the port to listen on.
+        host: the address to bind; loopback unless a scraper elsewhere needs it.
+    """
+    return start_http_server(port, addr=host, registry=metrics.registry)

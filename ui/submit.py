@@ -1,0 +1,41 @@
+"""Submitting feedback from the page: to the database, or to the outbox when it is down."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from ui.store import StoreUnavailable
+
+if TYPE_CHECKING:
+    from ui.feedback import Feedback
+    from ui.metrics import UIMetrics
+    from ui.outbox import Outbox
+    from ui.store import FeedbackStore
+
+log = logging.getLogger(__name__)
+
+
+def submit(
+    feedback: Feedback,
+    store: FeedbackStore,
+    outbox: Outbox,
+    metrics: UIMetrics | None = None,
+) -> str:
+    """Store one feedback, or queue it durably when the database cannot be reached.
+
+    Returns:
+        ``"stored"`` or ``"queued"``; either way nothing is lost.
+    """
+    try:
+        store.save(feedback)
+        outcome = "stored"
+    except StoreUnavailable as exc:
+        log.warning("feedback %s queued: %s", feedback.request_id, exc)
+        outbox.put(feedback)
+        outcome = "queued"
+        if metrics is not None:
+            metrics.store_errors.inc()
+    if metrics is not None:
+        metrics.feedback.labels(rating=feedback.rating, outcome=outcome).inc()
+    return outcome
