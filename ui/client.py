@@ -37,6 +37,7 @@ class CaptionError(Exception):
 class CaptionResult:
     body: dict[str, Any]
     seconds: float
+    trace_id: str = ""
 
     @property
     def request_id(self) -> str:
@@ -79,7 +80,8 @@ class CaptionClient:
             span.set_attribute("http.response.status_code", answer.status_code)
             if answer.status_code != 200:
                 raise _error(answer)
-            return CaptionResult(answer.json(), time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            return CaptionResult(answer.json(), elapsed, answer.headers.get("X-Trace-Id", ""))
 
     def _post(self, image, filename, beam_size, attention, headers) -> httpx.Response:
         files = {"image": (filename or "image", image, "application/octet-stream")}
