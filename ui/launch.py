@@ -1,11 +1,20 @@
-"""``captioner ui``: the embedded database when needed, then Streamlit on the page."""
+"""``captioner ui``: the embedded database when needed, then Streamlit on the page.
+
+Streamlit runs the page's code only when someone opens it, so what must run from
+the start lives in this launcher process: the local database, the outbox flusher
+(queued feedback is delivered after a restart even before anyone visits), and the
+UI's ``/metrics``, which sums this process's and the page process's counters
+through prometheus_client's multiprocess mode.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from ui.localdb import LocalMongo
@@ -42,6 +51,20 @@ def streamlit_command(settings: UISettings) -> list[str]:
 
 def run(settings: UISettings) -> int:
     """Run the page until interrupted; returns Streamlit's exit status."""
+    metrics_dir = tempfile.mkdtemp(prefix="captioner-ui-metrics-")
+    # Before prometheus_client is imported: it picks its value store at import.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        return _run(settings)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run(settings: UISettings) -> int:
+    from ui.metrics import UIMetrics, serve_metrics
+    from ui.outbox import Flusher, Outbox
+    from ui.store import FeedbackStore
+
     env = dict(os.environ)
     local = None
     if not settings.mongodb_uri:
@@ -51,6 +74,18 @@ def run(settings: UISettings) -> int:
         print(f"feedback database: nx-27017 at {env['MONGODB_URI']} ({settings.local_db_dir})")
     env["CAPTIONER_SERVICE_URL"] = settings.service_url
     env["CAPTIONER_UI_PORT"] = str(settings.ui_port)
+    env["CAPTIONER_UI_METRICS_PORT"] = "0"  # served here, summed over both processes
+    metrics = UIMetrics()
+    if settings.ui_metrics_port:
+        serve_metrics(metrics, settings.ui_metrics_port)
+    store = FeedbackStore(
+        env["MONGODB_URI"] if local else str(settings.mongodb_uri),
+        settings.mongodb_database,
+        settings.mongodb_timeout_ms,
+    )
+    outbox = Outbox(settings.outbox_path, metrics=metrics)
+    flusher = Flusher(outbox, store, interval=settings.flush_seconds, metrics=metrics)
+    flusher.start()
     print(f"captioner UI on http://{settings.ui_host}:{settings.ui_port}", flush=True)
     print(f"  inference service: {settings.service_url}", flush=True)
     if settings.ui_metrics_port:
@@ -65,5 +100,8 @@ def run(settings: UISettings) -> int:
         if process.poll() is None:
             process.terminate()
             process.wait(30)
+        flusher.stop(10)
+        outbox.close()
+        store.close()
         if local is not None:
             local.stop()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, multiprocess, start_http_server
 
 
 class UIMetrics:
@@ -23,6 +25,7 @@ class UIMetrics:
         self.outbox_depth = Gauge(
             "captioner_feedback_outbox_depth",
             "Feedback waiting in the local outbox for the database.",
+            multiprocess_mode="mostrecent",
             registry=self.registry,
         )
         self.delivered = Counter(
@@ -45,4 +48,9 @@ def serve_metrics(metrics: UIMetrics, port: int, host: str = "127.0.0.1") -> obj
         port: the port to listen on.
         host: the address to bind; loopback unless a scraper elsewhere needs it.
     """
-    return start_http_server(port, addr=host, registry=metrics.registry)
+    registry = metrics.registry
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # `captioner ui`: the page's process counts, the launcher serves the sum.
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    return start_http_server(port, addr=host, registry=registry)
