@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -60,14 +61,18 @@ def seed_vocabulary(flickr_text: Path | None) -> Vocabulary:
 
 
 def build_xception_merge(
-    out_dir: Path, flickr_text: Path | None = FLICKR8K_TEXT, seed: int = 0
+    out_dir: Path,
+    flickr_text: Path | None = FLICKR8K_TEXT,
+    seed: int = 0,
+    variants: tuple[str, ...] = ("int8",),
 ) -> tuple[Path, Path]:
-    """Build, or reuse, the seed's model with random weights and its fp32 package.
+    """Build, or reuse, the seed's model with random weights and its package.
 
     Args:
         out_dir: gets ``model/`` (as the trainer writes it) and ``package/``.
         flickr_text: the folder with ``Flickr8k.token.txt`` and the split files.
         seed: seeds every random weight, so rebuilding gives the same model.
+        variants: precision variants besides fp32 the package must offer.
 
     Returns:
         ``(model_dir, package_dir)``.
@@ -77,10 +82,17 @@ def build_xception_merge(
     model_dir, package_dir = Path(out_dir) / "model", Path(out_dir) / "package"
     saved = all((model_dir / name).is_file() for name in (CONFIG_FILE, WEIGHTS_FILE, VOCAB_FILE))
     if saved and (package_dir / "manifest.json").is_file():
-        log.info("reusing the seed model in %s and its package in %s", model_dir, package_dir)
-        return model_dir, package_dir
+        from captioner.package import open_package
 
+        if set(variants) <= set(open_package(package_dir).variants()):
+            log.info("reusing the seed model in %s and its package in %s", model_dir, package_dir)
+            return model_dir, package_dir
     started = time.perf_counter()
+    if saved:
+        log.info("reusing the seed model in %s; rebuilding its package", model_dir)
+        shutil.rmtree(package_dir, ignore_errors=True)
+        build_package(model_dir, package_dir, name="seed-xception-merge", variants=variants)
+        return model_dir, package_dir
     vocab = seed_vocabulary(flickr_text)
     log.info("vocabulary: %d tokens, max length %d words", len(vocab), vocab.max_length)
     keras.utils.set_random_seed(seed)
@@ -92,7 +104,7 @@ def build_xception_merge(
     model.save_dir(model_dir)
     vocab.save(model_dir / VOCAB_FILE)
     log.info("model saved in %s; exporting Xception to ONNX (about a minute) ...", model_dir)
-    build_package(model_dir, package_dir, name="seed-xception-merge", variants=())
+    build_package(model_dir, package_dir, name="seed-xception-merge", variants=variants)
     log.info("package in %s, built in %.0f s", package_dir, time.perf_counter() - started)
     return model_dir, package_dir
 
