@@ -212,6 +212,19 @@ class ProcessServer:
             what="readiness",
         )
 
+    def metric(self, name: str, **labels: str) -> float:
+        """One metric's value from the server's ``/metrics``."""
+        import httpx
+
+        return metric_value(httpx.get(f"{self.url}/metrics").text, name, **labels)
+
+    def wait_in_flight(self, images: int) -> None:
+        """Until exactly ``images`` images are admitted and unanswered."""
+        wait_until(
+            lambda: self.metric("captioner_queue_depth") == images,
+            what=f"{images} images in flight",
+        )
+
     def logs(self) -> list[dict]:
         import json
 

@@ -114,13 +114,7 @@ def test_sigterm_finishes_every_request_in_flight(served_package, tmp_path):
 
         with ThreadPoolExecutor(6) as pool:
             futures = [pool.submit(send) for _ in range(6)]
-            wait_until(
-                lambda: (
-                    metric_value(httpx.get(f"{server.url}/metrics").text, "captioner_queue_depth")
-                    == 6
-                ),
-                what="six requests in flight",
-            )
+            server.wait_in_flight(6)
             code = server.stop()
             answers = [f.result() for f in futures]
         assert [a.status_code for a in answers] == [200] * 6

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from inference.schemas import CaptionResponse
-from tests.helpers import REAL_PHOTOS, ProcessServer, metric_value, wait_until
+from tests.helpers import REAL_PHOTOS, ProcessServer, metric_value
 
 pytestmark = pytest.mark.server
 
@@ -295,13 +295,7 @@ def test_overload_and_deadline(served_package, tmp_path):
 
         with ThreadPoolExecutor(2) as pool:
             waiting = [pool.submit(send) for _ in range(2)]
-            wait_until(
-                lambda: (
-                    metric_value(httpx.get(f"{server.url}/metrics").text, "captioner_queue_depth")
-                    == 2
-                ),
-                what="two admitted images",
-            )
+            server.wait_in_flight(2)
             refused = send()
             assert refused.headers["Retry-After"] == "3"
             error_of(refused, 429, "overloaded")
