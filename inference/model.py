@@ -13,6 +13,7 @@ import logging
 import math
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -244,8 +245,12 @@ class ServedModel:
                 raise NotReady(self.reason)
             scheduler = self.scheduler
         timeout = self.settings.request_timeout_seconds
-        futures = [scheduler.submit(p.pixels, options, timeout) for p in images]
+        futures: list[Future[Result]] = []
         try:
+            # All or nothing: if the queue fills midway, the finally clause withdraws
+            # the images already queued.
+            for prepared in images:
+                futures.append(scheduler.submit(prepared.pixels, options, timeout))
             # A little past the deadline: the scheduler itself answers DeadlineExceeded.
             return await asyncio.wait_for(
                 asyncio.gather(*(asyncio.wrap_future(f) for f in futures)), timeout + 1.0

@@ -115,6 +115,10 @@ def test_every_web_format_and_mode_is_captioned(client, fmt, mode, kwargs):
     assert answer.json()["image"]["format"] == fmt
 
 
+def model_name(package) -> str:
+    return json.loads((package / "manifest.json").read_text())["model"]["name"]
+
+
 def error_of(answer: httpx.Response, status: int, code: str) -> str:
     assert answer.status_code == status, answer.text
     body = answer.json()
@@ -173,10 +177,7 @@ def test_client_mistakes_get_the_contract_codes(client):
 def test_v2_infer_with_bytes_in_json_and_binary(client, server, served_package):
     import tritonclient.http as triton
 
-    name = (
-        client.get("/v2/health/ready")
-        and json.loads((served_package / "manifest.json").read_text())["model"]["name"]
-    )
+    name = model_name(served_package)
     data = [p.read_bytes() for p in PHOTOS[:3]]
     as_json = client.post(
         f"/v2/models/{name}/infer",
@@ -306,3 +307,11 @@ def test_overload_and_deadline(served_package, tmp_path):
         assert metric_value(metrics, "captioner_rejected_total", reason="queue_full") == 1
         assert metric_value(metrics, "captioner_rejected_total", reason="deadline") == 2
         assert metric_value(metrics, "captioner_queue_depth") == 0
+        # Three images in one V2 request, two slots: refused whole, and the two it had
+        # queued are withdrawn rather than left to hold the queue.
+        name = model_name(served_package)
+        tensor = {"name": "image", "shape": [3], "datatype": "BYTES"}
+        tensor["data"] = [base64.b64encode(photo).decode()] * 3
+        batch = httpx.post(f"{server.url}/v2/models/{name}/infer", json={"inputs": [tensor]})
+        error_of(batch, 429, "overloaded")
+        server.wait_in_flight(0)
