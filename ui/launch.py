@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -91,6 +92,9 @@ def _run(settings: UISettings) -> int:
     if settings.ui_metrics_port:
         print(f"  UI metrics: http://127.0.0.1:{settings.ui_metrics_port}/metrics", flush=True)
     process = subprocess.Popen(streamlit_command(settings), env=env)
+    # SIGTERM (Kubernetes, a test) must take the page and the database down with us:
+    # turned into SystemExit, it runs the clean-up below instead of orphaning them.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         return process.wait()
     except KeyboardInterrupt:

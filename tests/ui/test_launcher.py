@@ -8,6 +8,7 @@ import sys
 import uuid
 
 import httpx
+import psutil
 import pymongo
 import pytest
 
@@ -42,6 +43,7 @@ def test_queued_feedback_is_delivered_and_counted_before_any_visit(mongo_uri, ma
         stderr=subprocess.DEVNULL,
     )
     feedback = pymongo.MongoClient(mongo_uri)[database]["feedback"]
+    launcher = psutil.Process(process.pid)
     try:
         wait_until(lambda: feedback.count_documents({}) == 2, 60, what="delivery")
 
@@ -52,7 +54,12 @@ def test_queued_feedback_is_delivered_and_counted_before_any_visit(mongo_uri, ma
         text = wait_until(delivered, 30, what="the delivered counter")
         assert metric_value(text, "captioner_feedback_outbox_depth") == 0
         assert Outbox(outbox_path).depth() == 0
-    finally:
+        page = wait_until(launcher.children, 30, what="the Streamlit process")
         process.terminate()
-        process.wait(30)
+        assert process.wait(30) != 0
+        gone, alive = psutil.wait_procs(page, timeout=30)
+        assert not alive  # SIGTERM took the page process down too
+    finally:
+        if process.poll() is None:
+            process.kill()
         pymongo.MongoClient(mongo_uri).drop_database(database)
