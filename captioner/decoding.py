@@ -235,8 +235,12 @@ def new_search(
     options: DecodeOptions,
 ) -> Search:
     """Greedy search when ``beam_size`` is 1, beam search otherwise, for one image."""
-    kind = GreedySearch if options.beam_size == 1 else BeamSearch
-    return kind(features, state, start_id, end_id, options)
+    return search_kind(options)(features, state, start_id, end_id, options)
+
+
+def search_kind(options: DecodeOptions) -> type[Search]:
+    """The search class the options ask for."""
+    return GreedySearch if options.beam_size == 1 else BeamSearch
 
 
 class BatchStepper:
@@ -328,8 +332,7 @@ def decode(
     options: DecodeOptions,
 ) -> list[list[Candidate]]:
     """Greedy search when ``beam_size`` is 1, beam search otherwise."""
-    search = greedy_search if options.beam_size == 1 else beam_search
-    return search(model, features, state, start_id, end_id, options)
+    return _run(search_kind(options), model, features, state, start_id, end_id, options)
 
 
 def best_tokens(candidates: Sequence[Sequence[Candidate]]) -> list[list[int]]:

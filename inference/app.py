@@ -46,6 +46,7 @@ from inference.schemas import (
     ErrorBody,
     Live,
     Ready,
+    V2InferRequest,
     V2InferResponse,
     V2ModelMetadata,
     V2ServerMetadata,
@@ -151,8 +152,6 @@ def _caption_openapi() -> dict[str, Any]:
 
 
 def _infer_openapi() -> dict[str, Any]:
-    from inference.schemas import V2InferRequest
-
     return {
         "requestBody": {
             "required": True,

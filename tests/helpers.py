@@ -218,6 +218,25 @@ class ProcessServer:
 
         return metric_value(httpx.get(f"{self.url}/metrics").text, name, **labels)
 
+    def caption(self, image: bytes, **options: str):
+        """``POST /v1/captions`` with one image as a multipart file."""
+        import httpx
+
+        return httpx.post(
+            f"{self.url}/v1/captions", files={"image": ("a", image)}, data=options, timeout=30
+        )
+
+    def wait_not_ready(self, reason: str) -> str:
+        """Until readiness answers 503 with ``reason`` in its message; returns the message."""
+        import httpx
+
+        def refused() -> str | None:
+            answer = httpx.get(f"{self.url}/v2/health/ready")
+            message = answer.json()["error"]["message"] if answer.status_code == 503 else ""
+            return message if reason in message else None
+
+        return wait_until(refused, what=f"a not-ready answer saying {reason!r}")
+
     def wait_in_flight(self, images: int) -> None:
         """Until exactly ``images`` images are admitted and unanswered."""
         wait_until(

@@ -69,15 +69,7 @@ def test_a_bad_package_is_live_not_ready_with_the_reason(served_package, tmp_pat
         data[len(data) // 2] ^= 0xFF
         (package / "decoder.onnx").write_bytes(bytes(data))
     with ProcessServer(package, tmp_path / "log") as server:
-        answer = wait_until(
-            lambda: (
-                (r := httpx.get(f"{server.url}/v2/health/ready")).status_code == 503
-                and "failed to load" in r.text
-                and r
-            ),
-            what="a not-ready answer with its reason",
-        )
-        reason = answer.json()["error"]["message"]
+        reason = server.wait_not_ready("failed to load")
         expected = "no model package at" if damage == "missing" else "decoder.onnx"
         assert expected in reason
         assert any(reason in e["message"] for e in server.logs() if e["level"] == "error")
@@ -86,15 +78,7 @@ def test_a_bad_package_is_live_not_ready_with_the_reason(served_package, tmp_pat
 
 def test_require_gpu_fails_readiness_on_a_cpu_machine(served_package, tmp_path):
     with ProcessServer(served_package, tmp_path / "log", require_gpu="true") as server:
-        answer = wait_until(
-            lambda: (
-                (r := httpx.get(f"{server.url}/v2/health/ready")).status_code == 503
-                and "require_gpu" in r.text
-                and r
-            ),
-            what="readiness to fail",
-        )
-        assert "CPUExecutionProvider" in answer.json()["error"]["message"]
+        assert "CPUExecutionProvider" in server.wait_not_ready("require_gpu")
         metrics = httpx.get(f"{server.url}/metrics").text
         assert metric_value(metrics, "captioner_model_info", provider="CPUExecutionProvider") == 1
         assert metric_value(metrics, "captioner_model_ready") == 0
@@ -106,14 +90,8 @@ def test_sigterm_finishes_every_request_in_flight(served_package, tmp_path):
     server = ProcessServer(served_package, tmp_path / "log", max_queue_delay_ms=2000)
     with server:
         server.wait_ready()
-
-        def send():
-            return httpx.post(
-                f"{server.url}/v1/captions", files={"image": ("a", PHOTO)}, timeout=30
-            )
-
         with ThreadPoolExecutor(6) as pool:
-            futures = [pool.submit(send) for _ in range(6)]
+            futures = [pool.submit(server.caption, PHOTO) for _ in range(6)]
             server.wait_in_flight(6)
             code = server.stop()
             answers = [f.result() for f in futures]
@@ -138,14 +116,7 @@ def test_metrics_add_up_across_workers(served_package, tmp_path):
             what="both workers to be ready",
         )
         with ThreadPoolExecutor(4) as pool:
-            answers = list(
-                pool.map(
-                    lambda _: httpx.post(
-                        f"{server.url}/v1/captions", files={"image": ("a", PHOTO)}, timeout=30
-                    ),
-                    range(12),
-                )
-            )
+            answers = list(pool.map(lambda _: server.caption(PHOTO), range(12)))
         assert all(a.status_code == 200 for a in answers)
         # Every scrape, whichever worker answers it, counts all 12.
         for _ in range(4):

@@ -288,16 +288,10 @@ def test_overload_and_deadline(served_package, tmp_path):
     with ProcessServer(served_package, tmp_path / "log", **settings) as server:
         server.wait_ready()
         photo = PHOTOS[0].read_bytes()
-
-        def send():
-            return httpx.post(
-                f"{server.url}/v1/captions", files={"image": ("a", photo)}, timeout=30
-            )
-
         with ThreadPoolExecutor(2) as pool:
-            waiting = [pool.submit(send) for _ in range(2)]
+            waiting = [pool.submit(server.caption, photo) for _ in range(2)]
             server.wait_in_flight(2)
-            refused = send()
+            refused = server.caption(photo)
             assert refused.headers["Retry-After"] == "3"
             error_of(refused, 429, "overloaded")
             for future in waiting:
