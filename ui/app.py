@@ -230,19 +230,23 @@ def feedback_page(r: Resources) -> None:
 
 
 def export_button(r: Resources, since: datetime) -> None:
+    """Export on request: reading every record on each rerun of the page would be waste."""
     import tempfile
     from pathlib import Path
 
     from ui.export import export_feedback
 
+    if not st.button("Prepare a training dataset from this period's feedback"):
+        return
     with tempfile.TemporaryDirectory() as folder:
         try:
             summary = export_feedback(r.store, since, Path(folder))
         except StoreUnavailable:
+            st.error("The feedback database cannot be reached right now.")
             return
         dataset = Path(summary["path"]).read_bytes()
     st.download_button(
-        f"Export {summary['captions']} captions as a training dataset",
+        f"Download {summary['captions']} captions as a training dataset",
         dataset,
         file_name="dataset_feedback.json",
         mime="application/json",
