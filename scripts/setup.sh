@@ -31,6 +31,11 @@ if [[ ",${extras}," == *",dev,"* ]] && [ ! -x /usr/bin/chromium ]; then
   apt_install chromium fonts-noto-color-emoji
 fi
 
+if [[ ",${extras}," == *",monitoring,"* ]] && ! command -v promtool >/dev/null 2>&1; then
+  echo "setup: installing Prometheus (promtool checks the rules; tests scrape with the server)"
+  apt_install prometheus
+fi
+
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi

@@ -3,7 +3,7 @@
 # Extra arguments go to pytest (e.g. -m slow for the full demo-quality test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh serve,ui,train,dev
+bash scripts/setup.sh serve,ui,train,dev,monitoring,delivery,reliability
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
