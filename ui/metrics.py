@@ -18,8 +18,9 @@ class UIMetrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.feedback = Counter(
             "captioner_feedback_total",
-            "Feedback submitted on the page, by rating and by outcome (stored or queued).",
-            ["rating", "outcome"],
+            "Feedback submitted on the page, by model version, rating, whether it carries a"
+            " correction, and outcome (stored or queued).",
+            ["model_version", "rating", "corrected", "outcome"],
             registry=self.registry,
         )
         self.outbox_depth = Gauge(

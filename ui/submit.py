@@ -37,5 +37,10 @@ def submit(
         if metrics is not None:
             metrics.store_errors.inc()
     if metrics is not None:
-        metrics.feedback.labels(rating=feedback.rating, outcome=outcome).inc()
+        metrics.feedback.labels(
+            model_version=feedback.model_version,
+            rating=feedback.rating,
+            corrected=str(feedback.correction is not None).lower(),
+            outcome=outcome,
+        ).inc()
     return outcome

@@ -117,4 +117,8 @@ def test_upload_caption_thumbs_down_and_correction_reach_the_database(
     assert record["correction"] == correction
     assert record["caption"] == expected
     metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
-    assert metric_value(metrics, "captioner_feedback_total", rating="down") == 1
+    assert metric_value(metrics, "captioner_feedback_total", rating="down", corrected="true") == 1
+    assert (
+        metric_value(metrics, "captioner_feedback_total", model_version=record["model_version"])
+        == 1
+    )

@@ -28,8 +28,13 @@ def metrics():
 
 
 def sample(metrics: UIMetrics, name: str, **labels: str) -> float:
-    value = metrics.registry.get_sample_value(name, labels)
-    return 0.0 if value is None else value
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    return sum(
+        s.value
+        for family in metrics.registry.collect()
+        for s in family.samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    )
 
 
 def test_an_unreachable_database_fails_fast_as_store_unavailable(unreachable, make):
@@ -86,6 +91,15 @@ def test_submit_stores_directly_when_the_database_answers(tmp_path, store, make,
     assert store.get(fb.request_id) == fb
     assert outbox.depth() == 0
     assert sample(metrics, "captioner_feedback_total", rating="down", outcome="stored") == 1
+    assert (
+        sample(
+            metrics,
+            "captioner_feedback_total",
+            model_version=fb.model_version,
+            corrected=str(fb.correction is not None).lower(),
+        )
+        == 1
+    )
     assert sample(metrics, "captioner_feedback_store_errors_total") == 0
 
 
