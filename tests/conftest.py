@@ -1,6 +1,8 @@
 """Session fixtures: small models trained once (fixed epochs, so machine speed changes
 nothing) and the model package the service tests serve."""
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -59,3 +61,16 @@ def running_service(served_package, tmp_path_factory):
     with ProcessServer(served_package, tmp_path_factory.mktemp("service") / "log") as server:
         server.wait_ready()
         yield server
+
+
+@pytest.fixture(scope="session")
+def mongo_uri(tmp_path_factory) -> Iterator[str]:
+    """``MONGODB_URI`` when set (a real MongoDB); otherwise a local nx-27017 for the session."""
+    if os.environ.get("MONGODB_URI"):
+        yield os.environ["MONGODB_URI"]
+        return
+    from tests.helpers import free_port
+    from ui.localdb import LocalMongo
+
+    with LocalMongo(tmp_path_factory.mktemp("mongo"), port=free_port()) as local:
+        yield local.uri

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import itertools
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,9 +18,7 @@ import pytest
 from PIL import Image
 from pymongo import MongoClient
 
-from tests.helpers import free_port
 from ui.feedback import Feedback, make_feedback
-from ui.localdb import LocalMongo
 from ui.store import FeedbackStore
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -44,15 +41,6 @@ def jpeg() -> Callable[[int], bytes]:
 def t0() -> datetime:
     """When the first feedback from ``make`` was created."""
     return T0
-
-
-@pytest.fixture(scope="session")
-def mongo_uri(tmp_path_factory) -> Iterator[str]:
-    if os.environ.get("MONGODB_URI"):
-        yield os.environ["MONGODB_URI"]
-        return
-    with LocalMongo(tmp_path_factory.mktemp("mongo"), port=free_port()) as local:
-        yield local.uri
 
 
 @pytest.fixture
