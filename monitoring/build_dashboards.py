@@ -578,5 +578,11 @@ DASHBOARDS = {
 
 
 def render(build: dash.Dashboard) -> str:
-    """A dashboard as the JSON Grafana provisions, stable byte for byte."""
-    return json.dumps(build.build(), cls=JSONEncoder, indent=2, sort_keys=True) + "\n"
+    """A dashboard as the JSON Grafana provisions, stable byte for byte.
+
+    Panels get ids in layout order, so links to ``viewPanel=N`` survive regeneration.
+    """
+    board = build.build()
+    for number_, panel in enumerate(board.panels or [], start=1):
+        panel.id_val = number_
+    return json.dumps(board, cls=JSONEncoder, indent=2, sort_keys=True) + "\n"
