@@ -108,6 +108,7 @@ class Scheduler:
         self.retry_after = retry_after
         self.metrics = metrics
         self._pending: deque[_Job] = deque()
+        self._encoding: list[_Job] = []  # taken from _pending, not yet in _active
         self._active: list[_Job] = []
         self._cond = threading.Condition()
         self._closing = False
@@ -120,8 +121,8 @@ class Scheduler:
 
     @property
     def depth(self) -> int:
-        """Images admitted and not yet answered."""
-        return len(self._pending) + len(self._active)
+        """Images admitted and not yet answered: waiting, being encoded, or decoding."""
+        return len(self._pending) + len(self._encoding) + len(self._active)
 
     def submit(self, image: np.ndarray, options: DecodeOptions, timeout: float) -> Future[Result]:
         """Queue one preprocessed image; the future resolves with its ranked candidates.
@@ -164,6 +165,7 @@ class Scheduler:
                 if not self._active:
                     self._gather()
                 admitted = self._admit()
+                self._encoding = admitted
             try:
                 if admitted:
                     self._encode(admitted)
@@ -174,7 +176,8 @@ class Scheduler:
                 failed = self._active + [j for j in admitted if j not in self._active]
                 for job in failed:
                     self._finish(job, exc)
-                self._active = []
+                with self._cond:
+                    self._active, self._encoding = [], []
 
     def _purge(self) -> None:
         """Forget waiting images whose clients gave up or whose deadline passed."""
@@ -247,7 +250,9 @@ class Scheduler:
                 self.end_id,
                 job.options,
             )
-            self._active.append(job)
+        with self._cond:
+            self._active.extend(jobs)
+            self._encoding = []
 
     def _step(self) -> None:
         rows = self._stepper.step([j.search for j in self._active if j.search])

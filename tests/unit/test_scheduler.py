@@ -86,3 +86,31 @@ def test_a_full_queue_refuses_and_stop_finishes_what_was_admitted():
         work.submit(pixels(0), DecodeOptions(), timeout=60)
     text = metrics.exposition().decode()
     assert metric_value(text, "captioner_rejected_total", reason="queue_full") == 1
+
+
+def test_images_being_encoded_count_against_the_queue_bound():
+    import threading
+
+    class SlowEncoder(ToyRuntime):
+        def __init__(self):
+            super().__init__()
+            self.encoding, self.release = threading.Event(), threading.Event()
+
+        def encode(self, images):
+            self.encoding.set()
+            assert self.release.wait(10)
+            return super().encode(images)
+
+    runtime, metrics = SlowEncoder(), ServiceMetrics()
+    work = scheduler(runtime, metrics, max_queue=2, max_queue_delay=0.0)
+    work.start()
+    first = [work.submit(pixels(i), DecodeOptions(), timeout=30) for i in range(2)]
+    assert runtime.encoding.wait(10)  # both taken off the queue, inside the encoder
+    assert work.depth == 2
+    with pytest.raises(QueueFull):
+        work.submit(pixels(2), DecodeOptions(), timeout=30)
+    runtime.release.set()
+    for future in first:
+        future.result(10)
+    assert work.stop(5)
+    assert metric_value(metrics.exposition().decode(), "captioner_queue_depth") == 0
