@@ -106,6 +106,9 @@ def test_required_values_are_demanded_with_a_clear_message():
         render({"inference": {"modelPackage": {"source": "gcsFuse"}}})
     with pytest.raises(helm.HelmRenderError, match="mongodb.auth.password"):
         render({"mongodb": {"enabled": True}})
+    mismatch = {"mongodb": {"enabled": True, "auth": {"database": "feedback"}}}
+    with pytest.raises(helm.HelmRenderError, match="must be mongodb.auth.database"):
+        render(mismatch)
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -292,6 +295,30 @@ def test_training_job_gives_each_worker_its_tf_config():
     service = one(docs, "Service", "training")
     assert pod_spec(job)["subdomain"] == service["metadata"]["name"]
     assert service["spec"]["clusterIP"] == "None"
+
+
+def test_each_training_worker_starts_with_its_own_tf_config(tmp_path):
+    """The Job's command line, run as the pod runs it, with a stand-in `captioner`."""
+    import json
+    import os
+    import subprocess
+
+    trainer = container(one(render_profile("everything"), "Job", "training"), "trainer")
+    fake = tmp_path / "captioner"
+    fake.write_text('#!/bin/sh\nprintf \'%s\\n\' "$TF_CONFIG" "$*"\n')
+    fake.chmod(0o755)
+    env = {**env_values(trainer), "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    for index in range(3):
+        env["JOB_COMPLETION_INDEX"] = str(index)
+        out = subprocess.run(
+            trainer["command"] + trainer["args"] + ["--epochs", "2"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+        assert json.loads(out[0])["task"] == {"type": "worker", "index": index}
+        assert out[1] == "train --epochs 2"
 
 
 def test_notes_say_how_to_reach_the_service():
