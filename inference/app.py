@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -28,6 +29,7 @@ from captioner import __version__
 from inference import v2
 from inference.errors import (
     BadRequest,
+    BodyTimeout,
     DeadlineExceeded,
     InvalidOptions,
     ModelNotFound,
@@ -60,6 +62,7 @@ log = logging.getLogger("inference.access")
 STATUS: dict[type[ServiceError], int] = {
     BadRequest: 400,
     ModelNotFound: 404,
+    BodyTimeout: 408,
     PayloadTooLarge: 413,
     NotAnImage: 415,
     Undecodable: 422,
@@ -73,6 +76,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     for code, text in {
         400: "bad request (malformed body, no image, bad base64)",
         404: "no such model",
+        408: "the body did not arrive within the request deadline",
         413: "body or image over the size or pixel limit",
         415: "not an image in a supported format",
         422: "undecodable image or invalid options",
@@ -95,17 +99,27 @@ def get_model(request: Request) -> ServedModel:
 ModelDep = Annotated[ServedModel, Depends(get_model)]
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused as soon as it passes ``limit`` bytes."""
+async def read_body(request: Request, limit: int, deadline: float) -> bytes:
+    """The request body, refused as soon as it passes ``limit`` bytes or ``deadline`` seconds.
+
+    uvicorn has no timeout of its own for a body that trickles in, so a client sending
+    a byte now and then (slowloris) would hold its connection and buffer for ever.
+    """
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the body has {declared} bytes, the limit is {limit}")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(deadline):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError as exc:
+        raise BodyTimeout(
+            f"the body did not arrive within {deadline:g} s ({size} bytes came)"
+        ) from exc
     return b"".join(chunks)
 
 
@@ -212,6 +226,10 @@ def create_app(
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, QueueFull) else {}
+        if isinstance(exc, BodyTimeout | PayloadTooLarge):
+            # The rest of that body may still be on its way: closing the connection stops
+            # it, where keep-alive would read (and a trickling client hold) it to the end.
+            headers["Connection"] = "close"
         return error_response(STATUS.get(type(exc), 400), exc.code, exc.message, **headers)
 
     @app.exception_handler(RequestValidationError)
@@ -261,7 +279,8 @@ def create_app(
         if not model.ready:
             raise NotReady(model.reason)
         decode_options = model.options(options.get("beam_size"), options.get("max_length"))
-        prepared = await run_in_threadpool(model.prepare, data)
+        model.admit(1)
+        prepared = await model.decode(data)
         [result] = await model.predict([prepared], decode_options)
         caption = model.postprocess(result, attention)
         record_stages(tracer, prepared, result.times)
@@ -281,7 +300,7 @@ def create_app(
         attention: bool = False,
     ) -> Response:
         """Caption one image: multipart ``image``, JSON ``image_base64``, or a raw image body."""
-        body = await read_body(request, settings.max_body_bytes)
+        body = await read_body(request, settings.max_body_bytes, settings.request_timeout_seconds)
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         options: dict[str, Any] = {"beam_size": beam_size, "max_length": max_length}
         if kind == "multipart/form-data":
@@ -425,12 +444,13 @@ def create_app(
         if not model.ready:
             raise NotReady(model.reason)
         _named(model, name)
-        body = await read_body(request, settings.max_body_bytes)
+        body = await read_body(request, settings.max_body_bytes, settings.request_timeout_seconds)
         call = v2.parse_infer(
             body, request.headers.get(v2.HEADER_LENGTH), settings.max_images_per_request
         )
         options = model.options(call.option("beam_size"), call.option("max_length"))
-        prepared = [await run_in_threadpool(model.prepare, data) for data in call.images]
+        model.admit(len(call.images))
+        prepared = [await model.decode(data) for data in call.images]
         results = await model.predict(prepared, options)
         captions = [model.postprocess(r) for r in results]
         for p, r in zip(prepared, results, strict=True):
@@ -475,7 +495,7 @@ def _caption_request(body: bytes) -> CaptionRequest:
         if where in ("beam_size", "max_length", "attention"):
             raise InvalidOptions(f"{where}: {first['msg']}") from exc
         raise BadRequest(f"JSON body: {where or 'body'}: {first['msg']}") from exc
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nested too deep
         raise BadRequest(f"the body is not valid JSON: {exc}") from exc
 
 

@@ -43,6 +43,12 @@ class InvalidOptions(ServiceError):
     code = "invalid_options"
 
 
+class BodyTimeout(ServiceError):
+    """A body that did not arrive within the request deadline (a slow or stalled client)."""
+
+    code = "body_timeout"
+
+
 class ModelNotFound(ServiceError):
     """A V2 request for a model name this service does not serve."""
 

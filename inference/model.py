@@ -13,7 +13,7 @@ import logging
 import math
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,7 @@ from inference.errors import (
     NotAnImage,
     NotReady,
     PayloadTooLarge,
+    QueueFull,
     Undecodable,
 )
 from inference.metrics import ServiceMetrics
@@ -92,6 +93,13 @@ class ServedModel:
         self.ready = False
         self.reason = "the model is loading"
         self._lock = threading.Lock()
+        # Images are decoded on a few threads of their own, not the request thread pool
+        # (40 threads): there, as many images at the pixel limit could be decoded at once,
+        # each holding its RGB(A) copies, and every thread's malloc arena would keep the
+        # memory it once held. A fixed few threads bound both.
+        self._decoders = ThreadPoolExecutor(
+            settings.decode_concurrency, thread_name_prefix="decode-image"
+        )
 
     @property
     def name(self) -> str:
@@ -186,6 +194,7 @@ class ServedModel:
             self.ready, self.reason = False, "the service is shutting down"
             scheduler = self.scheduler
         self.metrics.model_ready.set(0)
+        self._decoders.shutdown(wait=False, cancel_futures=True)
         if scheduler and not scheduler.stop(timeout):
             log.warning("stopped with images still in flight after %.0f s", timeout)
 
@@ -210,6 +219,27 @@ class ServedModel:
             return self.settings.max_length
         return self.package.vocab.max_length if self.package else 20
 
+    def admit(self, images: int = 1) -> None:
+        """Refuse at once, before any decoding, when the queue has no room for ``images``.
+
+        Under overload most requests are refused: decoding their images first would
+        spend on them the CPU the admitted ones need. ``predict`` checks again, exactly.
+
+        Raises:
+            QueueFull: ``max_queue`` images are already admitted.
+        """
+        scheduler = self.scheduler
+        if scheduler is not None and scheduler.depth + images > self.settings.max_queue:
+            self.metrics.rejected.labels("queue_full").inc()
+            raise QueueFull(
+                f"the queue is full ({self.settings.max_queue} images in flight); retry later",
+                self.settings.retry_after_seconds,
+            )
+
+    async def decode(self, data: bytes) -> Prepared:
+        """:meth:`prepare` on one of the ``decode_concurrency`` image decoding threads."""
+        return await asyncio.wrap_future(self._decoders.submit(self.prepare, data))
+
     def prepare(self, data: bytes) -> Prepared:
         """Decode and preprocess one image; client mistakes become 4xx errors."""
         if self.package is None:
@@ -229,11 +259,13 @@ class ServedModel:
             raise Undecodable(str(exc)) from exc
         decoded = time.time_ns()
         pixels = preprocess(image, self.package.preprocessing())
+        width, height = image.size
+        del image  # only the small encoder input outlives the call
         prepared = Prepared(
-            pixels, image.width, image.height, kind, len(data), started, decoded, time.time_ns()
+            pixels, width, height, kind, len(data), started, decoded, time.time_ns()
         )
         self.metrics.image_bytes.observe(len(data))
-        self.metrics.image_pixels.observe(image.width * image.height)
+        self.metrics.image_pixels.observe(width * height)
         self.metrics.stage_duration.labels("decode_image").observe(prepared.decode_seconds)
         self.metrics.stage_duration.labels("preprocess").observe(prepared.preprocess_seconds)
         return prepared

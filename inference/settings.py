@@ -91,6 +91,13 @@ class ServeSettings(BaseSettings):
     max_image_pixels: int = Field(
         default=40_000_000, ge=1, le=178_000_000, description="largest image in pixels (bomb guard)"
     )
+    decode_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=256,
+        description="most images decoded at once (each may take about 17 bytes per pixel "
+        "allowed by MAX_IMAGE_PIXELS, so this bounds the memory hostile images can claim)",
+    )
     max_images_per_request: int = Field(
         default=16, ge=1, description="V2 infer: images in one request"
     )

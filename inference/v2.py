@@ -75,7 +75,8 @@ def parse_infer(body: bytes, header_length: str | None, max_images: int) -> Infe
         body, binary = body[:length], body[length:]
     try:
         request = V2InferRequest.model_validate(json.loads(body))
-    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+    # JSONDecodeError is a ValueError; a deeply nested body is a RecursionError.
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         if isinstance(exc, ValidationError):
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
