@@ -22,6 +22,7 @@ from ui.attention import attention_maps
 from ui.client import CaptionClient, CaptionError
 from ui.feedback import MAX_CORRECTION, FeedbackError, make_feedback
 from ui.localdb import mongodb_uri_or_local
+from ui.markup import escape_markdown
 from ui.metrics import UIMetrics, serve_metrics
 from ui.outbox import Flusher, Outbox
 from ui.settings import UISettings
@@ -32,7 +33,6 @@ log = logging.getLogger("ui")
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
 RATINGS = {"👍 Yes": "up", "👎 No": "down"}
-_MARKDOWN_SPECIALS = "\\`*_{}[]()#+-.!|<>~"
 
 
 @dataclass
@@ -55,8 +55,11 @@ def resources() -> Resources:
     metrics = UIMetrics()
     if settings.ui_metrics_port:
         serve_metrics(metrics, settings.ui_metrics_port)
+    secret = settings.mongodb_uri
     uri, _local = mongodb_uri_or_local(
-        settings.mongodb_uri, settings.local_db_dir, settings.local_db_port
+        secret.get_secret_value() if secret else None,
+        settings.local_db_dir,
+        settings.local_db_port,
     )
     store = FeedbackStore(uri, settings.mongodb_database, settings.mongodb_timeout_ms)
     try:
@@ -73,11 +76,6 @@ def resources() -> Resources:
         tracer=tracer,
     )
     return Resources(settings, client, store, outbox, metrics)
-
-
-def escape_markdown(text: str) -> str:
-    """Text shown through markdown as exactly the characters given."""
-    return "".join("\\" + c if c in _MARKDOWN_SPECIALS else c for c in text)
 
 
 def caption_page(r: Resources) -> None:

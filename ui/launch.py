@@ -68,7 +68,8 @@ def _run(settings: UISettings) -> int:
 
     env = dict(os.environ)
     local = None
-    if not settings.mongodb_uri:
+    uri = settings.mongodb_uri.get_secret_value() if settings.mongodb_uri else ""
+    if not uri:
         # The embedded default: real pymongo over the wire to nx-27017 on a local file.
         local = LocalMongo(settings.local_db_dir, settings.local_db_port)
         env["MONGODB_URI"] = local.start()
@@ -80,7 +81,7 @@ def _run(settings: UISettings) -> int:
     if settings.ui_metrics_port:
         serve_metrics(metrics, settings.ui_metrics_port)
     store = FeedbackStore(
-        env["MONGODB_URI"] if local else str(settings.mongodb_uri),
+        env["MONGODB_URI"] if local else uri,
         settings.mongodb_database,
         settings.mongodb_timeout_ms,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,7 +20,8 @@ class UISettings(BaseSettings):
     service_retries: int = Field(
         default=2, ge=0, le=10, description="retries on connection errors, 429 and 503"
     )
-    mongodb_uri: str | None = Field(
+    # A URI may carry a password: SecretStr keeps it out of reprs, logs and errors.
+    mongodb_uri: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("MONGODB_URI", "CAPTIONER_MONGODB_URI"),
         description="MongoDB to store feedback in; unset: a local nx-27017 is started",
