@@ -7,4 +7,5 @@ bash scripts/setup.sh serve,ui,train,dev,monitoring,delivery,reliability
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
+timeout 300 .venv/bin/python scripts/pip_audit.py --timeout 240  # warns if PyPI's API is unreachable
 exec .venv/bin/python -m pytest "$@"
