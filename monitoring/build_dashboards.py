@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TypeVar
 
 from grafana_foundation_sdk.builders import common as common_builder
 from grafana_foundation_sdk.builders import dashboard as dash
@@ -22,6 +23,7 @@ from grafana_foundation_sdk.models.dashboard import DataSourceRef, VariableRefre
 
 from monitoring.slo import BAD_STATUS, CAPTION_ROUTES
 
+PER_GPU = "{{Hostname}} gpu{{gpu}}"
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
 JOB = 'job=~"$job"'
 CAPTIONS = f'{JOB}, route=~"{CAPTION_ROUTES}"'
@@ -48,7 +50,10 @@ def _target(query: Query, ref: str) -> prometheus.Dataquery:
     return target
 
 
-def _targets(panel, queries: list[Query]):  # type: ignore[no-untyped-def]
+Panel = TypeVar("Panel", timeseries.Panel, stat.Panel, table.Panel)
+
+
+def _targets(panel: Panel, queries: list[Query]) -> Panel:
     for i, q in enumerate(queries):
         panel = panel.with_target(_target(q, chr(ord("A") + i)))
     return panel
@@ -73,7 +78,7 @@ def graph(
             .show_legend(True)
         )
     )
-    return _targets(panel, queries)  # type: ignore[no-any-return]
+    return _targets(panel, queries)
 
 
 def number(
@@ -90,7 +95,7 @@ def number(
         .reduce_options(common_builder.ReduceDataOptions().calcs(["lastNotNull"]))
         .graph_mode(common.BigValueGraphMode.AREA)
     )
-    return _targets(panel, [query])  # type: ignore[no-any-return]
+    return _targets(panel, [query])
 
 
 def grid(title: str, unit: str, query: Query, description: str = "", w: int = 24) -> table.Panel:
@@ -103,14 +108,15 @@ def grid(title: str, unit: str, query: Query, description: str = "", w: int = 24
         .span(w)
         .height(6)
     )
-    return _targets(panel, [query])  # type: ignore[no-any-return]
+    return _targets(panel, [query])
 
 
 def quantiles(metric: str, selector: str, by: str = "") -> list[Query]:
     grouping = f"{by}, le" if by else "le"
     return [
         Query(
-            f"histogram_quantile({q}, sum by ({grouping}) (rate({metric}_bucket{{{selector}}}[{RATE}])))",
+            f"histogram_quantile({q}, sum by ({grouping}) "
+            f"(rate({metric}_bucket{{{selector}}}[{RATE}])))",
             f"p{round(q * 100)}" + (f" {{{{{by}}}}}" if by else ""),
         )
         for q in (0.5, 0.9, 0.99)
@@ -167,7 +173,7 @@ def overview() -> dash.Dashboard:
             number(
                 "Error ratio (5m)",
                 "percentunit",
-                Query(f'max(captioner:request_errors:ratio_rate5m{{{JOB}}})'),
+                Query(f"max(captioner:request_errors:ratio_rate5m{{{JOB}}})"),
                 f"Caption requests answered {BAD_STATUS} (server errors and load shed).",
             )
         )
@@ -507,7 +513,12 @@ def gpu() -> dash.Dashboard:
             graph(
                 "GPU utilisation",
                 "percent",
-                [Query(f"avg by (Hostname, gpu) (DCGM_FI_DEV_GPU_UTIL{{{dcgm}}})", "{{Hostname}} gpu{{gpu}}")],
+                [
+                    Query(
+                        f"avg by (Hostname, gpu) (DCGM_FI_DEV_GPU_UTIL{{{dcgm}}})",
+                        PER_GPU,
+                    )
+                ],
             )
         )
         .with_panel(
@@ -517,7 +528,7 @@ def gpu() -> dash.Dashboard:
                 [
                     Query(
                         f"avg by (Hostname, gpu) (DCGM_FI_PROF_PIPE_TENSOR_ACTIVE{{{dcgm}}})",
-                        "{{Hostname}} gpu{{gpu}}",
+                        PER_GPU,
                     )
                 ],
                 "Needs DCGM profiling metrics enabled in the exporter.",
@@ -527,7 +538,12 @@ def gpu() -> dash.Dashboard:
             graph(
                 "GPU memory used",
                 "decmbytes",
-                [Query(f"max by (Hostname, gpu) (DCGM_FI_DEV_FB_USED{{{dcgm}}})", "{{Hostname}} gpu{{gpu}}")],
+                [
+                    Query(
+                        f"max by (Hostname, gpu) (DCGM_FI_DEV_FB_USED{{{dcgm}}})",
+                        PER_GPU,
+                    )
+                ],
             )
         )
         .with_panel(
@@ -537,7 +553,7 @@ def gpu() -> dash.Dashboard:
                 [
                     Query(
                         f"max by (Hostname, gpu) (DCGM_FI_DEV_POWER_USAGE{{{dcgm}}})",
-                        "{{Hostname}} gpu{{gpu}}",
+                        PER_GPU,
                     )
                 ],
                 w=8,
@@ -547,7 +563,12 @@ def gpu() -> dash.Dashboard:
             graph(
                 "Temperature",
                 "celsius",
-                [Query(f"max by (Hostname, gpu) (DCGM_FI_DEV_GPU_TEMP{{{dcgm}}})", "{{Hostname}} gpu{{gpu}}")],
+                [
+                    Query(
+                        f"max by (Hostname, gpu) (DCGM_FI_DEV_GPU_TEMP{{{dcgm}}})",
+                        PER_GPU,
+                    )
+                ],
                 w=8,
             )
         )
@@ -558,7 +579,8 @@ def gpu() -> dash.Dashboard:
                 [
                     Query(
                         "histogram_quantile(0.9, sum by (job, le) (rate("
-                        f'captioner_stage_duration_seconds_bucket{{{JOB}, stage="encoder"}}[{RATE}])))',
+                        "captioner_stage_duration_seconds_bucket"
+                        f'{{{JOB}, stage="encoder"}}[{RATE}])))',
                         "{{job}}",
                     )
                 ],

@@ -63,7 +63,9 @@ def _slow_ratio(window: str) -> str:
             "sum by (job) (rate(captioner_request_duration_seconds_bucket"
             f'{{{CAPTIONS}, le="{threshold}"}}[{window}]))'
         )
-        total = f"sum by (job) (rate(captioner_request_duration_seconds_count{{{CAPTIONS}}}[{window}]))"
+        total = (
+            f"sum by (job) (rate(captioner_request_duration_seconds_count{{{CAPTIONS}}}[{window}]))"
+        )
         return f"(1 - {within} / {total})"
 
     return (
@@ -76,14 +78,19 @@ def recording_rules() -> list[Recording]:
     rules = []
     for w in RATE_WINDOWS:
         requests = f"sum by (job) (rate(captioner_requests_total{{{CAPTIONS}}}[{w}]))"
-        bad = f'sum by (job) (rate(captioner_requests_total{{{CAPTIONS}, status=~"{BAD_STATUS}"}}[{w}]))'
+        bad = (
+            "sum by (job) (rate(captioner_requests_total"
+            f'{{{CAPTIONS}, status=~"{BAD_STATUS}"}}[{w}]))'
+        )
         rules.append(Recording(f"captioner:requests:rate{w}", requests))
         rules.append(Recording(f"captioner:request_errors:ratio_rate{w}", _ratio(bad, requests)))
         rules.append(Recording(f"captioner:request_slow:ratio_rate{w}", _slow_ratio(w)))
     rules.append(
         Recording(
             "captioner:queue_saturation:ratio",
-            _ratio("sum by (job) (captioner_queue_depth)", "sum by (job) (captioner_queue_capacity)"),
+            _ratio(
+                "sum by (job) (captioner_queue_depth)", "sum by (job) (captioner_queue_capacity)"
+            ),
         )
     )
 
@@ -200,7 +207,9 @@ def alerts() -> list[Alert]:
             expr=fallback,
             for_="5m",
             severity="critical",
-            summary="{{ $labels.instance }} asked for {{ $labels.requested_provider }} but runs on CPU",
+            summary=(
+                "{{ $labels.instance }} asked for {{ $labels.requested_provider }} but runs on CPU"
+            ),
             description=(
                 "Model {{ $labels.model }} {{ $labels.version }} fell back to"
                 " CPUExecutionProvider: captions are an order of magnitude slower."
@@ -214,7 +223,9 @@ def alerts() -> list[Alert]:
             for_="30m",
             severity="warning",
             summary="{{ $labels.job }} has answered no caption request for 30 minutes",
-            description="The service is ready but receives no caption requests: check the route to it.",
+            description=(
+                "The service is ready but receives no caption requests: check the route to it."
+            ),
             runbook="no-traffic",
             signals=(traffic, "max by (job) (captioner_model_ready)"),
         ),

@@ -68,7 +68,9 @@ def dashboard_queries() -> list[Query]:
     for uid, board in dashboards().items():
         for panel in panels(board):
             for target in panel.get("targets", []):
-                queries.append(Query(f"{uid} / {panel['title']} / {target['refId']}", target["expr"]))
+                queries.append(
+                    Query(f"{uid} / {panel['title']} / {target['refId']}", target["expr"])
+                )
         for variable in board.get("templating", {}).get("list", []):
             if variable.get("type") == "query":
                 queries.append(Query(f"{uid} / variable {variable['name']}", variable["query"]))
@@ -84,14 +86,17 @@ def rule_queries() -> list[Query]:
 
 
 def recorded_names() -> set[str]:
-    return {rule["record"] for group in rule_groups() for rule in group["rules"] if "record" in rule}
+    return {
+        rule["record"] for group in rule_groups() for rule in group["rules"] if "record" in rule
+    }
 
 
 def metric_names(expr: str) -> set[str]:
     """Metric names an expression reads (recording-rule names excluded), histogram suffixes cut.
 
-    A regex rather than a PromQL parser: the names of this stack have fixed prefixes
-    (``captioner_``, ``DCGM_FI_``) plus ``up``; quoted label values are blanked first. ``label_values(metric, label)`` counts its metric.
+    A regex rather than a PromQL parser: the names of this stack have fixed
+    prefixes (``captioner_``, ``DCGM_FI_``) plus ``up``; quoted label values are
+    blanked first. ``label_values(metric, label)`` counts its metric.
     """
     names = set()
     for name in _NAME.findall(_STRING.sub('""', expr)):

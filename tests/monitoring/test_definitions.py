@@ -156,3 +156,17 @@ def test_a_misspelt_metric_would_be_caught(tmp_path: Path):
     defined = defined_metrics()
     [name] = contract.metric_names("rate(captioner_request_total[5m])")
     assert name not in defined and not contract.is_external(name)
+
+
+@needs_promtool
+def test_the_local_prometheus_configuration_is_valid_with_its_rules():
+    result = subprocess.run(
+        [PROMTOOL, "check", "config", "monitoring/prometheus-local.yml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # Both rule files were read through the configuration, every rule of each.
+    for group in contract.rule_groups():
+        assert f"SUCCESS: {len(group['rules'])} rules found" in result.stdout, group["name"]

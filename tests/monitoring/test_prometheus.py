@@ -8,7 +8,6 @@ import hashlib
 import itertools
 import shutil
 import subprocess
-import threading
 import time
 import uuid
 from collections import Counter
@@ -245,9 +244,7 @@ def test_every_recording_rule_evaluates_on_the_server_and_returns_data(scraped):
     assert len(rules) == len(contract.rule_queries())
     for name, rule in rules.items():
         assert rule["health"] == "ok", (name, rule.get("lastError"))
-    missing = [
-        name for name in sorted(contract.recorded_names()) if not scraped.series(name)
-    ]
+    missing = [name for name in sorted(contract.recorded_names()) if not scraped.series(name)]
     assert missing == [], f"recorded series without data: {missing}"
     for query in contract.rule_queries():
         scraped.query(query.expr)  # every expression parses and evaluates
