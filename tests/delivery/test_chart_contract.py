@@ -8,6 +8,9 @@ import pytest
 import yaml
 
 from tests.delivery.chart import (
+    CHART as CHART_DIR,
+)
+from tests.delivery.chart import (
     MONITORING,
     PROFILES,
     container,
@@ -223,3 +226,26 @@ def test_dashboards_are_the_files_in_monitoring_byte_for_byte(profile):
 def test_alert_rules_are_the_groups_in_monitoring(profile, kind):
     rule = one(render_profile(profile), kind)
     assert rule["spec"]["groups"] == rule_groups()
+
+
+def test_the_packaged_chart_carries_the_dashboards_and_rules(tmp_path):
+    """`helm package` follows the monitoring/ link: the archive carries the files, not the code."""
+    import tarfile
+
+    import helm_python as helm
+
+    archive = helm.package(CHART_DIR, destination=tmp_path, app_version="0.1.0")
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    monitoring = sorted(n for n in names if "/monitoring/" in n)
+    expected = [f"captioner/monitoring/dashboards/{f.name}" for f in dashboard_files()]
+    expected += [f"captioner/monitoring/rules/{f.name}" for f in sorted(MONITORING.glob("rules/*"))]
+    assert set(expected) <= set(monitoring)
+    # The generators, their tests and caches stay out (.helmignore).
+    assert not [n for n in monitoring if n.endswith(".py") or "/tests/" in n or "__pycache" in n]
+    with helm.Chart.load(archive) as chart:
+        rendered = chart.render(
+            {"metrics": {"dashboards": {"enabled": True}}}, name="demo", namespace="captioner"
+        )
+    text = rendered["captioner/templates/monitoring/dashboards.yaml"]
+    assert text.count("grafana_dashboard") == len(dashboard_files())
