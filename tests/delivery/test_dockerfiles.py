@@ -160,3 +160,11 @@ def test_gpu_base_matches_the_cuda_that_onnxruntime_gpu_needs(tmp_path):
     assert runtime, item["metadata"]["requires_dist"]
     (major,) = set(re.findall(r"~=\s*(\d+)\.", runtime[0]))
     assert major == base, f"onnxruntime-gpu {version} needs CUDA {major}, the base is CUDA {base}"
+
+
+def test_the_lock_script_passes_shellcheck():
+    shellcheck = Path(sys.executable).with_name("shellcheck")
+    result = subprocess.run(
+        [str(shellcheck), str(DOCKER / "lock.sh")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout
