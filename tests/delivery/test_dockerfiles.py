@@ -152,7 +152,8 @@ def test_gpu_base_matches_the_cuda_that_onnxruntime_gpu_needs(tmp_path):
         text=True,
         timeout=300,
     )
-    if result.returncode != 0 and "No matching distribution" not in result.stderr:
+    offline = ("NewConnectionError", "ConnectTimeout", "name resolution", "Network is unreachable")
+    if result.returncode != 0 and any(sign in result.stderr for sign in offline):
         pytest.skip(f"PyPI unreachable: {result.stderr[-300:]}")
     assert result.returncode == 0, result.stderr
     (item,) = json.loads(report.read_text())["install"]
