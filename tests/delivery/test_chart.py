@@ -328,3 +328,17 @@ def test_notes_say_how_to_reach_the_service():
     assert "port-forward service/demo-captioner-inference" in notes
     assert "https://captioner.example.com/" in notes
     assert "CUDAExecutionProvider" in notes
+
+
+def test_the_values_schema_is_a_valid_json_schema():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    checker = Path(sys.executable).with_name("check-jsonschema")
+    result = subprocess.run(
+        [str(checker), "--check-metaschema", str(CHART / "values.schema.json")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
