@@ -279,9 +279,9 @@ def create_app(
         if not model.ready:
             raise NotReady(model.reason)
         decode_options = model.options(options.get("beam_size"), options.get("max_length"))
-        model.admit(1)
-        prepared = await model.decode(data)
-        [result] = await model.predict([prepared], decode_options)
+        with model.admit(1) as reservation:
+            prepared = await model.decode(data)
+            [result] = await model.predict([prepared], decode_options, reservation)
         caption = model.postprocess(result, attention)
         record_stages(tracer, prepared, result.times)
         return prepared, caption, uuid.uuid4().hex
@@ -449,9 +449,9 @@ def create_app(
             body, request.headers.get(v2.HEADER_LENGTH), settings.max_images_per_request
         )
         options = model.options(call.option("beam_size"), call.option("max_length"))
-        model.admit(len(call.images))
-        prepared = [await model.decode(data) for data in call.images]
-        results = await model.predict(prepared, options)
+        with model.admit(len(call.images)) as reservation:
+            prepared = [await model.decode(data) for data in call.images]
+            results = await model.predict(prepared, options, reservation)
         captions = [model.postprocess(r) for r in results]
         for p, r in zip(prepared, results, strict=True):
             record_stages(tracer, p, r.times)

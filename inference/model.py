@@ -38,11 +38,10 @@ from inference.errors import (
     NotAnImage,
     NotReady,
     PayloadTooLarge,
-    QueueFull,
     Undecodable,
 )
 from inference.metrics import ServiceMetrics
-from inference.scheduler import Result, Scheduler
+from inference.scheduler import Reservation, Result, Scheduler
 from inference.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -219,22 +218,22 @@ class ServedModel:
             return self.settings.max_length
         return self.package.vocab.max_length if self.package else 20
 
-    def admit(self, images: int = 1) -> None:
-        """Refuse at once, before any decoding, when the queue has no room for ``images``.
+    def admit(self, images: int = 1) -> Reservation:
+        """Hold places for ``images`` in the queue before any of them is decoded.
 
         Under overload most requests are refused: decoding their images first would
-        spend on them the CPU the admitted ones need. ``predict`` checks again, exactly.
+        spend on them the CPU the admitted ones need. Use it as a context manager around
+        decoding and :meth:`predict`; on exit the places not used are given back.
 
         Raises:
-            QueueFull: ``max_queue`` images are already admitted.
+            NotReady: the model is not loaded, or the service is shutting down.
+            QueueFull: fewer than ``images`` places are free (``max_queue``).
         """
-        scheduler = self.scheduler
-        if scheduler is not None and scheduler.depth + images > self.settings.max_queue:
-            self.metrics.rejected.labels("queue_full").inc()
-            raise QueueFull(
-                f"the queue is full ({self.settings.max_queue} images in flight); retry later",
-                self.settings.retry_after_seconds,
-            )
+        with self._lock:
+            if not self.ready or self.scheduler is None:
+                raise NotReady(self.reason)
+            scheduler = self.scheduler
+        return scheduler.reserve(images)
 
     async def decode(self, data: bytes) -> Prepared:
         """:meth:`prepare` on one of the ``decode_concurrency`` image decoding threads."""
@@ -270,8 +269,17 @@ class ServedModel:
         self.metrics.stage_duration.labels("preprocess").observe(prepared.preprocess_seconds)
         return prepared
 
-    async def predict(self, images: list[Prepared], options: DecodeOptions) -> list[Result]:
-        """Captions for already prepared images, through the shared batches."""
+    async def predict(
+        self,
+        images: list[Prepared],
+        options: DecodeOptions,
+        reservation: Reservation | None = None,
+    ) -> list[Result]:
+        """Captions for already prepared images, through the shared batches.
+
+        With the ``reservation`` from :meth:`admit`, the images take the places held for
+        them; without one, they need free places now.
+        """
         with self._lock:
             if not self.ready or self.scheduler is None:
                 raise NotReady(self.reason)
@@ -282,7 +290,7 @@ class ServedModel:
             # All or nothing: if the queue fills midway, the finally clause withdraws
             # the images already queued.
             for prepared in images:
-                futures.append(scheduler.submit(prepared.pixels, options, timeout))
+                futures.append(scheduler.submit(prepared.pixels, options, timeout, reservation))
             # A little past the deadline: the scheduler itself answers DeadlineExceeded.
             return await asyncio.wait_for(
                 asyncio.gather(*(asyncio.wrap_future(f) for f in futures)), timeout + 1.0

@@ -72,6 +72,23 @@ class _Job:
     search: Search | None = None
 
 
+class Reservation:
+    """Places in the queue held for images still being decoded (:meth:`Scheduler.reserve`).
+
+    As a context manager, gives back on exit the places that were not submitted.
+    """
+
+    def __init__(self, scheduler: Scheduler, images: int):
+        self.scheduler = scheduler
+        self.left = images
+
+    def __enter__(self) -> Reservation:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.scheduler.release(self)
+
+
 class Scheduler:
     """Admits images, batches the encoder and the decoder steps, resolves futures.
 
@@ -107,6 +124,7 @@ class Scheduler:
         self.max_queue = max_queue
         self.retry_after = retry_after
         self.metrics = metrics
+        self._reserved = 0  # places held for images still being decoded
         self._pending: deque[_Job] = deque()
         self._encoding: list[_Job] = []  # taken from _pending, not yet in _active
         self._active: list[_Job] = []
@@ -121,11 +139,46 @@ class Scheduler:
 
     @property
     def depth(self) -> int:
-        """Images admitted and not yet answered: waiting, being encoded, or decoding."""
-        return len(self._pending) + len(self._encoding) + len(self._active)
+        """Images admitted and not yet answered: reserved (their bytes still being decoded),
+        waiting, being encoded, or decoding."""
+        return self._reserved + len(self._pending) + len(self._encoding) + len(self._active)
 
-    def submit(self, image: np.ndarray, options: DecodeOptions, timeout: float) -> Future[Result]:
+    def reserve(self, images: int) -> Reservation:
+        """Hold room for ``images`` before they are decoded, so that a refusal costs nothing.
+
+        Room is taken under the lock, so concurrent requests cannot all see the last free
+        place and decode only to be refused at :meth:`submit`. Give back what was not
+        submitted with :meth:`release` (``Reservation`` is a context manager that does).
+
+        Raises:
+            QueueFull: fewer than ``images`` places are free.
+            NotReady: the scheduler is draining.
+        """
+        with self._cond:
+            self._check_room(images)
+            self._reserved += images
+        self.metrics.queue_depth.inc(images)
+        return Reservation(self, images)
+
+    def release(self, reservation: Reservation) -> None:
+        """Give back the places of a reservation that were not submitted."""
+        with self._cond:
+            unused, reservation.left = reservation.left, 0
+            self._reserved -= unused
+        if unused:
+            self.metrics.queue_depth.dec(unused)
+
+    def submit(
+        self,
+        image: np.ndarray,
+        options: DecodeOptions,
+        timeout: float,
+        reservation: Reservation | None = None,
+    ) -> Future[Result]:
         """Queue one preprocessed image; the future resolves with its ranked candidates.
+
+        With a ``reservation`` that has a place left, the image takes that place; without
+        one, it needs a free place now.
 
         Raises:
             QueueFull: ``max_queue`` images are already admitted.
@@ -133,19 +186,29 @@ class Scheduler:
         """
         job = _Job(image, options, time.monotonic() + timeout, Future())
         with self._cond:
-            if self._closing:
-                raise NotReady("the service is shutting down")
-            self._purge()
-            if self.depth >= self.max_queue:
-                self.metrics.rejected.labels("queue_full").inc()
-                raise QueueFull(
-                    f"the queue is full ({self.max_queue} images in flight); retry later",
-                    self.retry_after,
-                )
+            if reservation is not None and reservation.left > 0:
+                if self._closing:
+                    raise NotReady("the service is shutting down")
+                reservation.left -= 1
+                self._reserved -= 1
+            else:
+                self._check_room(1)
+                self.metrics.queue_depth.inc()
             self._pending.append(job)
-            self.metrics.queue_depth.inc()
             self._cond.notify()
         return job.future
+
+    def _check_room(self, images: int) -> None:
+        """Under the lock: refuse unless ``images`` more fit in the queue."""
+        if self._closing:
+            raise NotReady("the service is shutting down")
+        self._purge()
+        if self.depth + images > self.max_queue:
+            self.metrics.rejected.labels("queue_full").inc()
+            raise QueueFull(
+                f"the queue is full ({self.max_queue} images in flight); retry later",
+                self.retry_after,
+            )
 
     def stop(self, timeout: float) -> bool:
         """Refuse new images, finish every admitted one, stop; False if time ran out."""
