@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -311,7 +311,7 @@ def create_app(
             if isinstance(fields["image"], str):
                 raise NotAnImage("the 'image' field is text; send the image as a file part")
             options.update({k: fields[k] for k in ("beam_size", "max_length") if k in fields})
-            attention = attention or str(fields.get("attention", "")).lower() in ("1", "true")
+            attention = attention or _form_boolean("attention", fields.get("attention"))
         elif kind == "application/json":
             parsed = _caption_request(body)
             data = _base64(parsed.image_base64, "image_base64")
@@ -497,6 +497,22 @@ def _caption_request(body: bytes) -> CaptionRequest:
         raise BadRequest(f"JSON body: {where or 'body'}: {first['msg']}") from exc
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nested too deep
         raise BadRequest(f"the body is not valid JSON: {exc}") from exc
+
+
+def _form_boolean(name: str, value: str | bytes | None) -> bool:
+    """A boolean form field read as pydantic reads the same query parameter, or 422.
+
+    Anything else ("null", "maybe") is a client's mistake, not a silent false.
+    """
+    if value is None:
+        return False
+    try:
+        return _BOOLEAN.validate_python(value)
+    except ValidationError as exc:
+        raise InvalidOptions(f"{name} must be true or false, got {str(value)[:40]!r}") from exc
+
+
+_BOOLEAN = TypeAdapter(bool)
 
 
 def _base64(text: str, field: str) -> bytes:
