@@ -98,6 +98,8 @@ def test_ci_runs_the_checks_and_mongo_backed_tests_on_pull_requests():
     commands = "\n".join(s.get("run", "") for s in steps(ci))
     for gate in ("ruff check", "ruff format --check", "mypy", "pytest", "pytest tests/delivery"):
         assert gate in commands, gate
+    (audit,) = [s for s in steps(ci) if "scripts/pip_audit.py" in s.get("run", "")]
+    assert audit["env"]["CAPTIONER_AUDIT_REQUIRED"] == "1"  # unreachable is a failure there
     mongodb = ci["jobs"]["mongodb"]
     assert mongodb["services"]["mongo"]["image"].startswith("mongo:")
     assert mongodb["env"]["MONGODB_URI"].startswith("mongodb://")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 
 import pytest
 
@@ -43,3 +44,25 @@ def test_an_audit_that_looked_nothing_up_is_not_a_pass(gate, unreached):
     status, lines = gate.verdict(unreached, required=False)
     assert status == 0 and ("unreachable" in lines[0] or "could not run" in lines[0])
     assert gate.verdict(unreached, required=True)[0] == 2
+
+
+def test_the_audit_covers_the_environment_and_every_image_lock(gate):
+    targets = gate.targets()
+    assert targets.pop(".venv (installed)") == ["--local"]
+    locks = {str(p.relative_to(REPO)) for p in (REPO / "docker").glob("*/requirements*.txt")}
+    assert set(targets) == locks and len(locks) == 4
+    assert all("--disable-pip" in arguments for arguments in targets.values())
+
+
+@pytest.mark.parametrize(
+    "lock", sorted((REPO / "docker").glob("*/requirements*.txt")), ids=lambda p: p.parent.name
+)
+def test_pip_audit_reads_every_package_pinned_in_a_lock(gate, lock):
+    """Reachable or not, the report names every pin: the whole shipped set is looked up."""
+    pinned = {
+        re.sub(r"[-_.]+", "-", m.group(1)).lower()
+        for m in re.finditer(r"^([A-Za-z0-9][\w.-]*)==", lock.read_text(), re.MULTILINE)
+    }
+    report = gate.run_pip_audit(gate.targets()[str(lock.relative_to(REPO))], timeout=240)
+    assert report is not None
+    assert {d["name"] for d in report["dependencies"]} >= pinned
