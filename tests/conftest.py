@@ -74,3 +74,17 @@ def mongo_uri(tmp_path_factory) -> Iterator[str]:
 
     with LocalMongo(tmp_path_factory.mktemp("mongo"), port=free_port()) as local:
         yield local.uri
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run if a test left a ``captioner serve`` process running (it would hold a
+    port and a core after the suite, on a developer's machine and in CI)."""
+    from tests.helpers import ProcessServer
+
+    leaked = [p for p in ProcessServer.started if p.poll() is None]
+    for process in leaked:
+        process.kill()
+        process.wait(10)
+    if leaked:
+        print(f"\n{len(leaked)} captioner serve process(es) left running: {leaked[0].args}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

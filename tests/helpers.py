@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import itertools
+import subprocess
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from PIL import Image
@@ -164,6 +166,9 @@ class ThreadServer:
 class ProcessServer:
     """``captioner serve`` in a subprocess, as a user starts it; settings from the environment."""
 
+    # Every process started, for the end-of-session check that none was left running.
+    started: ClassVar[list[subprocess.Popen]] = []
+
     def __init__(self, package: Path, log_path: Path, **settings):
         import os
 
@@ -179,9 +184,10 @@ class ProcessServer:
         self.process = None
 
     def start(self) -> ProcessServer:
-        import subprocess
         import sys
 
+        # A second start would leave the first process running, unseen (``with`` starts).
+        assert self.process is None, f"the server on {self.url} is already started"
         self.log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-c", "from captioner.cli import main; main()", "serve", *self.args],
@@ -190,6 +196,7 @@ class ProcessServer:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
+        ProcessServer.started.append(self.process)
         wait_until(self._live, 60, what=f"the server on {self.url} to answer")
         return self
 

@@ -68,7 +68,6 @@ def test_the_service_exports_its_request_and_stage_spans_over_otlp_http(served_p
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     try:
         with server:
-            server.start()
             server.wait_ready()
             answer = httpx.post(
                 f"{server.url}/v1/captions",

@@ -159,7 +159,6 @@ def scraped(served_package, mongo_uri, tmp_path_factory) -> Iterator[Scraped]:
     url = f"http://127.0.0.1:{prometheus_port}"
     try:
         with service:
-            service.start()
             service.wait_ready()
 
             def ready() -> bool:
