@@ -112,12 +112,15 @@ def at_limit_bomb(max_image_pixels: int) -> bytes:
     return encoded(Image.new("P", (side, side)), "PNG", transparency=0)
 
 
-def corpus(max_image_pixels: int, max_body_bytes: int, model: str) -> list[Case]:
+def corpus(
+    max_image_pixels: int, max_image_bytes: int, max_body_bytes: int, model: str
+) -> list[Case]:
     """Every hostile request, built from the real photos."""
     photos = sorted(REAL_PHOTOS.glob("*.jpg"))
     jpeg = photos[0].read_bytes()
     small = Image.open(photos[1]).convert("RGB").resize((160, 120))
     png = encoded(small, "PNG")
+    b64_small = base64.b64encode(png).decode()
     formats = {
         "jpeg": jpeg,
         "png": png,
@@ -220,7 +223,28 @@ def corpus(max_image_pixels: int, max_body_bytes: int, model: str) -> list[Case]
     # Oversize bodies: declared, and streamed without a declared length.
     over = b"\0" * (max_body_bytes + 1)
     halves = iter([over[: len(over) // 2], over[len(over) // 2 :]])  # no content-length
+    # An image over MAX_IMAGE_BYTES in a body under MAX_BODY_BYTES: a real JPEG, padded.
+    big_image = jpeg + b"\0" * (max_image_bytes + 1 - len(jpeg))
     cases += [
+        multipart("image over the image byte limit", big_image, {413}),
+        raw(
+            "v2 more images than allowed",
+            json.dumps(
+                {
+                    "inputs": [
+                        {
+                            "name": "image",
+                            "shape": [17],
+                            "datatype": "BYTES",
+                            "data": [b64_small] * 17,
+                        }
+                    ]
+                }
+            ).encode(),
+            "application/json",
+            {400},
+            path=f"/v2/models/{model}/infer",
+        ),  # fmt: skip
         raw("body over the limit", over, "image/jpeg", {413}),
         Case(
             "chunked body over the limit",

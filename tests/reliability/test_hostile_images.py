@@ -118,7 +118,12 @@ def model_name(package) -> str:
 @pytest.mark.server
 def test_the_hostile_corpus_gets_4xx_and_the_service_stays_ready(server, served_package):
     limits = server.limits
-    cases = corpus(limits["max_image_pixels"], limits["max_body_bytes"], model_name(served_package))
+    cases = corpus(
+        limits["max_image_pixels"],
+        limits["max_image_bytes"],
+        limits["max_body_bytes"],
+        model_name(served_package),
+    )
     results = []
     with RssSampler(process_of(server)) as rss, httpx.Client(base_url=server.url, timeout=60) as c:
         for case in cases:
