@@ -33,7 +33,7 @@ from export.parity import compare_steps, probe_images
 VARIANTS = tuple(v for v in PACKAGE_VARIANTS if v != "fp32")
 DESCRIPTIONS = {
     "fp16": "float16 weights and compute, float32 inputs/outputs; for CUDAExecutionProvider",
-    "int8": "dynamic int8 quantisation of MatMul/Gemm weights, per channel; "
+    "int8": "dynamic int8 quantisation of MatMul/Gemm weights (7-bit range), per channel; "
     "for CPUExecutionProvider",
 }
 # Op types left float32 in the fp16 graphs, beyond onnxruntime's default block
