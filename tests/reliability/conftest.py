@@ -7,7 +7,7 @@ import os
 from hypothesis import HealthCheck, settings
 
 # CI: a fixed, bounded set of examples (seconds, same every run). A longer search for
-# new failures: HYPOTHESIS_PROFILE=fuzz pytest tests/reliability -k fuzz
+# new failures: HYPOTHESIS_PROFILE=fuzz pytest tests/reliability -k "fuzz and decode"
 settings.register_profile(
     "ci",
     max_examples=300,
