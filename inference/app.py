@@ -136,23 +136,33 @@ async def parse_multipart(request: Request, body: bytes) -> dict[str, Any]:
     except MultiPartException as exc:
         raise BadRequest(f"malformed multipart body: {exc.message}") from exc
     fields: dict[str, Any] = {}
-    for key, value in form.multi_items():
-        fields[key] = value if isinstance(value, str) else await value.read()
-    await form.close()
+    try:
+        for key, value in form.multi_items():
+            if key in fields:  # the last would silently win: say so instead
+                raise BadRequest(f"the form field {key[:40]!r} is given more than once")
+            fields[key] = value if isinstance(value, str) else await value.read()
+    finally:
+        await form.close()
     return fields
 
 
+# The multipart form of POST /v1/captions: documented from here and enforced from here
+# (unknown fields are refused, as the JSON body's are).
+CAPTION_FORM: dict[str, Any] = {
+    "type": "object",
+    "required": ["image"],
+    "properties": {
+        "image": {"type": "string", "format": "binary"},
+        "beam_size": {"type": "integer", "minimum": 1},
+        "max_length": {"type": "integer", "minimum": 1},
+        "attention": {"type": "boolean"},
+    },
+    "additionalProperties": False,
+}
+
+
 def _caption_openapi() -> dict[str, Any]:
-    form = {
-        "type": "object",
-        "required": ["image"],
-        "properties": {
-            "image": {"type": "string", "format": "binary"},
-            "beam_size": {"type": "integer", "minimum": 1},
-            "max_length": {"type": "integer", "minimum": 1},
-            "attention": {"type": "boolean"},
-        },
-    }
+    form = CAPTION_FORM
     return {
         "requestBody": {
             "required": True,
@@ -305,6 +315,12 @@ def create_app(
         options: dict[str, Any] = {"beam_size": beam_size, "max_length": max_length}
         if kind == "multipart/form-data":
             fields = await parse_multipart(request, body)
+            unknown = sorted(set(fields) - set(CAPTION_FORM["properties"]))
+            if unknown:
+                raise BadRequest(
+                    f"unknown form field(s) {', '.join(repr(k[:40]) for k in unknown[:3])}; "
+                    f"the form takes {', '.join(CAPTION_FORM['properties'])}"
+                )
             if "image" not in fields:
                 raise BadRequest("the multipart body has no 'image' field")
             data = fields["image"] if isinstance(fields["image"], bytes) else b""

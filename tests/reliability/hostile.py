@@ -195,6 +195,24 @@ def corpus(
         raw("multipart, no part headers", b"--b\r\n\r\n" + jpeg + b"\r\n--b--\r\n", form, {400}),
         raw("multipart, only the closing boundary", b"--b--\r\n", form, {400}),
         raw("multipart, 50 fields", many + b"--b--\r\n", form, {400}),
+        raw(
+            "multipart, an unknown field",
+            b'--b\r\nContent-Disposition: form-data; name="beam"\r\n\r\n3\r\n'
+            + part
+            + jpeg
+            + b"\r\n--b--\r\n",
+            form,
+            {400},
+        ),  # fmt: skip
+        raw(
+            "multipart, a field given twice",
+            b'--b\r\nContent-Disposition: form-data; name="beam_size"\r\n\r\n3\r\n' * 2
+            + part
+            + jpeg
+            + b"\r\n--b--\r\n",
+            form,
+            {400},
+        ),  # fmt: skip
         raw("multipart, two files", (part + jpeg + b"\r\n") * 2 + b"--b--\r\n", form, {400}),
         raw(
             "multipart, 100 kB text field",
