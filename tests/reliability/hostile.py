@@ -184,6 +184,15 @@ def corpus(
     many = b"".join(
         b'--b\r\nContent-Disposition: form-data; name="f%d"\r\n\r\nv\r\n' % i for i in range(50)
     )
+
+    def field(name: str, value: bytes) -> bytes:
+        return b'--b\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n' % (
+            name.encode(), value)  # fmt: skip
+
+    def with_photo(fields: bytes) -> bytes:
+        """Text fields, then the photo as the image part: a whole form but for the fields."""
+        return fields + part + jpeg + b"\r\n--b--\r\n"
+
     cases += [
         raw("multipart, unterminated part", part + jpeg[:500], form, {400, 415, 422}),
         raw(
@@ -195,33 +204,14 @@ def corpus(
         raw("multipart, no part headers", b"--b\r\n\r\n" + jpeg + b"\r\n--b--\r\n", form, {400}),
         raw("multipart, only the closing boundary", b"--b--\r\n", form, {400}),
         raw("multipart, 50 fields", many + b"--b--\r\n", form, {400}),
+        raw("multipart, an unknown field", with_photo(field("beam", b"3")), form, {400}),
         raw(
-            "multipart, an unknown field",
-            b'--b\r\nContent-Disposition: form-data; name="beam"\r\n\r\n3\r\n'
-            + part
-            + jpeg
-            + b"\r\n--b--\r\n",
-            form,
-            {400},
-        ),  # fmt: skip
-        raw(
-            "multipart, a field given twice",
-            b'--b\r\nContent-Disposition: form-data; name="beam_size"\r\n\r\n3\r\n' * 2
-            + part
-            + jpeg
-            + b"\r\n--b--\r\n",
-            form,
-            {400},
-        ),  # fmt: skip
+            "multipart, a field given twice", with_photo(field("beam_size", b"3") * 2), form, {400}
+        ),
         raw("multipart, two files", (part + jpeg + b"\r\n") * 2 + b"--b--\r\n", form, {400}),
         raw(
             "multipart, 100 kB text field",
-            b'--b\r\nContent-Disposition: form-data; name="beam_size"\r\n\r\n'
-            + b"1" * 100_000
-            + b"\r\n"
-            + part
-            + jpeg
-            + b"\r\n--b--\r\n",
+            with_photo(field("beam_size", b"1" * 100_000)),
             form,
             {400},
         ),  # fmt: skip
