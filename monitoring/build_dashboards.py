@@ -21,7 +21,18 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import prometheus as prometheus_model
 from grafana_foundation_sdk.models.dashboard import DataSourceRef, VariableRefresh
 
-from monitoring.slo import BAD_STATUS, CAPTION_ROUTES
+from monitoring.slo import (
+    AVAILABILITY_OBJECTIVE,
+    BAD_STATUS,
+    BURN_WINDOWS,
+    CAPTION_ROUTES,
+    LATENCY_OBJECTIVE,
+)
+
+# The burn-rate panels divide by the budgets of monitoring/slo.py, as the alerts do.
+ERROR_BUDGET = 1 - AVAILABILITY_OBJECTIVE
+LATENCY_BUDGET = 1 - LATENCY_OBJECTIVE
+PAGE = BURN_WINDOWS[0]  # the fastest window: it pages
 
 PER_GPU = "{{Hostname}} gpu{{gpu}}"
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
@@ -307,10 +318,15 @@ def overview() -> dash.Dashboard:
                 "Error budget burn rate",
                 "short",
                 [
-                    Query(f"captioner:request_errors:ratio_rate1h{{{JOB}}} / 0.001", "1h"),
-                    Query(f"captioner:request_errors:ratio_rate6h{{{JOB}}} / 0.001", "6h"),
+                    Query(
+                        f"captioner:request_errors:ratio_rate1h{{{JOB}}} / {ERROR_BUDGET:g}", "1h"
+                    ),
+                    Query(
+                        f"captioner:request_errors:ratio_rate6h{{{JOB}}} / {ERROR_BUDGET:g}", "6h"
+                    ),
                 ],
-                "Multiples of the availability budget (99.9%); 14.4 over 1h pages.",
+                f"Multiples of the availability budget ({AVAILABILITY_OBJECTIVE:.1%}); "
+                f"{PAGE.factor:g} over {PAGE.long} pages.",
             )
         )
         .with_panel(
@@ -318,10 +334,14 @@ def overview() -> dash.Dashboard:
                 "Latency budget burn rate",
                 "short",
                 [
-                    Query(f"captioner:request_slow:ratio_rate1h{{{JOB}}} / 0.01", "1h"),
-                    Query(f"captioner:request_slow:ratio_rate6h{{{JOB}}} / 0.01", "6h"),
+                    Query(
+                        f"captioner:request_slow:ratio_rate1h{{{JOB}}} / {LATENCY_BUDGET:g}", "1h"
+                    ),
+                    Query(
+                        f"captioner:request_slow:ratio_rate6h{{{JOB}}} / {LATENCY_BUDGET:g}", "6h"
+                    ),
                 ],
-                "Multiples of the latency budget (1% over the threshold).",
+                f"Multiples of the latency budget ({LATENCY_BUDGET:.0%} over the threshold).",
             )
         )
     )
