@@ -155,6 +155,7 @@ class Scheduler:
             NotReady: the scheduler is draining.
         """
         with self._cond:
+            self._refuse_if_closing()
             self._check_room(images)
             self._reserved += images
         self.metrics.queue_depth.inc(images)
@@ -186,9 +187,8 @@ class Scheduler:
         """
         job = _Job(image, options, time.monotonic() + timeout, Future())
         with self._cond:
+            self._refuse_if_closing()
             if reservation is not None and reservation.left > 0:
-                if self._closing:
-                    raise NotReady("the service is shutting down")
                 reservation.left -= 1
                 self._reserved -= 1
             else:
@@ -198,10 +198,12 @@ class Scheduler:
             self._cond.notify()
         return job.future
 
-    def _check_room(self, images: int) -> None:
-        """Under the lock: refuse unless ``images`` more fit in the queue."""
+    def _refuse_if_closing(self) -> None:
         if self._closing:
             raise NotReady("the service is shutting down")
+
+    def _check_room(self, images: int) -> None:
+        """Under the lock: refuse unless ``images`` more fit in the queue."""
         self._purge()
         if self.depth + images > self.max_queue:
             self.metrics.rejected.labels("queue_full").inc()

@@ -120,11 +120,14 @@ def test_a_reservation_holds_places_while_images_decode_and_gives_back_the_rest(
     runtime, metrics = ToyRuntime(), ServiceMetrics()
     work = scheduler(runtime, metrics, max_queue=3, max_queue_delay=0.0)
     work.start()
-    depth = lambda: metric_value(metrics.exposition().decode(), "captioner_queue_depth")  # noqa: E731
+
+    def metric(name: str, **labels: str) -> float:
+        return metric_value(metrics.exposition().decode(), name, **labels)
+
     with work.reserve(2) as held:
         # Nothing is queued yet, but the two places are taken: a third request of two is
         # refused before it decodes anything, one of one still fits.
-        assert work.depth == 2 and depth() == 2
+        assert work.depth == 2 and metric("captioner_queue_depth") == 2
         with pytest.raises(QueueFull):
             work.reserve(2)
         with work.reserve(1):
@@ -136,9 +139,6 @@ def test_a_reservation_holds_places_while_images_decode_and_gives_back_the_rest(
     # Leaving gave back the unused place; the submitted image keeps its own.
     assert held.left == 0
     assert future.result(10).candidates
-    assert work.depth == 0 and depth() == 0
-    assert (
-        metric_value(metrics.exposition().decode(), "captioner_rejected_total", reason="queue_full")
-        == 2
-    )
+    assert work.depth == 0 and metric("captioner_queue_depth") == 0
+    assert metric("captioner_rejected_total", reason="queue_full") == 2
     assert work.stop(5)
