@@ -6,6 +6,7 @@ import importlib.util
 import re
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from tests.helpers import REPO
 
@@ -55,12 +56,14 @@ def test_the_audit_covers_the_environment_and_every_image_lock(gate):
 
 
 @pytest.mark.parametrize(
-    "lock", sorted((REPO / "docker").glob("*/requirements*.txt")), ids=lambda p: p.parent.name
+    "lock",
+    sorted((REPO / "docker").glob("*/requirements*.txt")),
+    ids=lambda p: f"{p.parent.name}/{p.name}",
 )
 def test_pip_audit_reads_every_package_pinned_in_a_lock(gate, lock):
     """Reachable or not, the report names every pin: the whole shipped set is looked up."""
     pinned = {
-        re.sub(r"[-_.]+", "-", m.group(1)).lower()
+        canonicalize_name(m.group(1))
         for m in re.finditer(r"^([A-Za-z0-9][\w.-]*)==", lock.read_text(), re.MULTILINE)
     }
     report = gate.run_pip_audit(gate.targets()[str(lock.relative_to(REPO))], timeout=240)
