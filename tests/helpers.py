@@ -60,6 +60,10 @@ def top(candidates: list[list[Candidate]]) -> list[list[int]]:
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FLICKR8K_TEXT = SHARED_DATA / "flickr8k_text"
+FLICKR8K_PHOTOS = SHARED_DATA / "flickr8k_images"
+MOBILENET_WEIGHTS = SHARED_DATA / "encoders" / "mobilenet_v2_1.0_224_imagenet_notop.weights.h5"
+MOBILENET_HEAD = SHARED_DATA / "encoders" / "mobilenet_v2_1.0_224_imagenet_head1001.npz"
+IMAGENET_LABELS = SHARED_DATA / "encoders" / "imagenet_labels.txt"
 
 
 def write_stand_in_images(folder: Path, names, size: int = 8, seed: int = 0) -> Path:

@@ -3,10 +3,18 @@
 ``Flickr8k.token.txt`` holds ``IMAGE.jpg#N<TAB>caption`` lines, five per image;
 ``Flickr_8k.{train,dev,test}Images.txt`` list the images of the official 6000/1000/1000
 split. The ``val`` split is the ``dev`` file. Image ids are file names.
+
+Where the official test photos are absent (a partial copy, such as the 875 photos
+in ``../shared/data``), there is nothing to test on, so part of dev is held out
+instead, by one reproducible rule (:func:`dev_holdout`): the dev photos present are
+ordered by the sha256 of their file name; the first half (rounded up) is ``val``,
+the rest is ``test``. Nothing trained or chosen ever sees that ``test`` half.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections import Counter
 from pathlib import Path
 
@@ -14,6 +22,8 @@ from training.datasets.base import DatasetError, Example, check_images
 from training.datasets.spec import SPLITS
 
 TOKEN_FILE = "Flickr8k.token.txt"
+log = logging.getLogger(__name__)
+
 SPLIT_FILES = {
     "train": "Flickr_8k.trainImages.txt",
     "val": "Flickr_8k.devImages.txt",
@@ -82,10 +92,47 @@ def load_flickr8k_original(
             f"{len(uncaptioned)} image(s) of {SPLIT_FILES[split]} have no caption in {TOKEN_FILE} "
             f"(first: {', '.join(uncaptioned[:5])})"
         )
+    if split != "train":
+        names = _held_out(text_dir, image_dir, split, names)
     examples = [Example(image_id=n, captions=tuple(captions[n]), path=image_dir / n) for n in names]
     if check:
         check_image_dir(examples, image_dir, f"flickr8k[{split}]")
     return examples
+
+
+HOLDOUT_RULE = (
+    "the official test photos are absent, so the dev photos present are split by the "
+    "sha256 of their file name: the first half is val, the rest test"
+)
+
+
+def dev_holdout(present_dev_names: list[str]) -> dict[str, list[str]]:
+    """The dev photos present, split into ``val`` and held-out ``test`` (see module doc)."""
+    ranked = sorted(present_dev_names, key=lambda n: hashlib.sha256(n.encode()).hexdigest())
+    half = (len(ranked) + 1) // 2
+    return {"val": sorted(ranked[:half]), "test": sorted(ranked[half:])}
+
+
+def holdout_active(text_dir: Path, image_dir: Path) -> bool:
+    """True when none of the official test photos is present under ``image_dir``."""
+    test = read_split_names(Path(text_dir) / SPLIT_FILES["test"])
+    return not any((Path(image_dir) / n).is_file() for n in test)
+
+
+def _held_out(text_dir: Path, image_dir: Path, split: str, names: list[str]) -> list[str]:
+    """``names`` of SPLIT, or its half of the present dev photos when the holdout applies."""
+    if not holdout_active(text_dir, image_dir):
+        return names
+    dev = read_split_names(text_dir / SPLIT_FILES["val"])
+    present = [n for n in dev if (image_dir / n).is_file()]
+    if not present:
+        return names
+    held = dev_holdout(present)[split]
+    log.info(
+        "flickr8k[%s]: %d of the %d dev photos present (%s)", split, len(held), len(present),
+        HOLDOUT_RULE,
+    )  # fmt: skip
+    return held
 
 
 def check_image_dir(examples: list[Example], image_dir: Path, what: str) -> None:

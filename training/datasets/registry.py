@@ -8,29 +8,68 @@ Layout under ``data_root`` (``CAPTIONER_DATA_ROOT``, default ``data/``):
 - ``flickr30k/``: ``dataset_flickr30k.json`` and ``flickr30k-images/``.
 - ``coco/``: ``dataset_coco.json``; images under it as the JSON's ``filepath``
   says (``train2014/``, ``val2014/``).
+
+A real dataset may be partial: only the photos present are used, and one log
+line says how many of the split are missing. Loading refuses only when none is
+present, or when ``require_all`` asks for every photo.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from training.datasets.base import CaptionDataset, DatasetError, sample
+from training.datasets.base import CaptionDataset, DatasetError, Example, sample
 from training.datasets.spec import DatasetSpec, parse_spec
 
 DATASETS = ("shapes", "flickr8k", "flickr30k", "coco")
 
+log = logging.getLogger(__name__)
+
 
 def _first_dir(root: Path, names: tuple[str, ...]) -> Path:
     for name in names:
-        if (root / name).is_dir():
-            return root / name
+        found = _follow(root / name)
+        if found.is_dir():
+            return found
     return root / names[0]
 
 
+def _follow(path: Path) -> Path:
+    """PATH, or the folder it names when it is a link stored as a small text file.
+
+    Git writes a symbolic link as such a file (its target as the content) where links
+    are not supported or a copy lost them, as in a copied ``../shared/data``.
+    """
+    if path.is_file() and path.stat().st_size < 1024:
+        try:
+            target = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            return path
+        if target and "\n" not in target and (path.parent / target).is_dir():
+            return (path.parent / target).resolve()
+    return path
+
+
 def load_dataset(
-    spec: DatasetSpec | str, data_root: Path = Path("data"), check_images: bool = True
+    spec: DatasetSpec | str,
+    data_root: Path = Path("data"),
+    check_images: bool = True,
+    require_all: bool = False,
 ) -> CaptionDataset:
-    """Load one split per its spec (contract 1), sampled by COUNT and SEED."""
+    """Load one split per its spec (contract 1), sampled by COUNT and SEED.
+
+    Args:
+        spec: the split and sample.
+        data_root: where real datasets live (see the module docstring).
+        check_images: verify that the photos used can be read.
+        require_all: refuse a split with any photo missing, instead of using those
+            present.
+
+    Raises:
+        DatasetError: files missing or malformed, no photo of the split present, a
+            photo missing with ``require_all``, or an unreadable photo.
+    """
     if isinstance(spec, str):
         spec = parse_spec(spec, DATASETS)
     elif spec.name not in DATASETS:
@@ -63,9 +102,38 @@ def load_dataset(
         elif spec.name == "flickr30k":
             image_root = _first_dir(root, ("flickr30k-images", "images"))
         examples = load_karpathy(karpathy, image_root, spec.split, check=False)
+    if check_images:
+        examples = present_photos(examples, f"{spec.name}[{spec.split}]", require_all)
     picked = sample(examples, spec.count, spec.seed)
     if check_images:
         from training.datasets.base import check_images as check
 
         check(picked)
     return CaptionDataset(spec.name, spec.split, picked)
+
+
+def present_photos(examples: list[Example], what: str, require_all: bool = False) -> list[Example]:
+    """The examples whose photo is on disk; one log line counts the missing ones.
+
+    Raises:
+        DatasetError: none is present, or some are missing and ``require_all`` is set.
+    """
+    present = [ex for ex in examples if ex.path is None or ex.path.is_file()]
+    missing = len(examples) - len(present)
+    if not missing:
+        return present
+    folder = next((ex.path.parent for ex in examples if ex.path is not None), None)
+    absent = [ex.image_id for ex in examples if ex.path is not None and not ex.path.is_file()]
+    first = ", ".join(absent[:3])
+    if not present:
+        raise DatasetError(f"{what}: none of its {len(examples)} photos is in {folder}")
+    if require_all:
+        raise DatasetError(
+            f"{what}: {missing} of {len(examples)} photos missing in {folder} (first: {first}); "
+            "every photo is required (require_all)"
+        )
+    log.info(
+        "%s: %d of %d photos present, %d missing in %s (first: %s)",
+        what, len(present), len(examples), missing, folder, first,
+    )  # fmt: skip
+    return present
