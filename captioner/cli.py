@@ -62,6 +62,7 @@ _train_options = [
         "--max-train-seconds", type=float, help="stop after the epoch that passes this budget"
     ),
     click.option("--seed", type=int),
+    click.option("--members", type=int, help="decoders in the ensemble, one seed each"),
 ]
 
 
@@ -90,10 +91,12 @@ def _settings(options: dict[str, object]):
     help="spec of the split the vocabulary is built from",
 )
 @click.option(
-    "--data-root", type=click.Path(path_type=Path), default=Path("data"), show_default=True
+    "--data-root",
+    type=click.Path(path_type=Path),
+    help="where real datasets live [env CAPTIONER_DATA_ROOT, default ../shared/data or data]",
 )
 @click.option("--min-count", type=int, default=1, show_default=True)
-def data(dataset: str, data_root: Path, min_count: int) -> None:
+def data(dataset: str, data_root: Path | None, min_count: int) -> None:
     """Load a dataset's splits, build the vocabulary and run the data checks."""
     from captioner.text import Vocabulary
     from training.datasets.base import DatasetError
@@ -103,7 +106,8 @@ def data(dataset: str, data_root: Path, min_count: int) -> None:
 
     try:
         spec = parse_spec(dataset, DATASETS)
-        splits = {s: load_dataset(spec.with_split(s), data_root) for s in ("train", "val", "test")}
+        root = data_root or _settings({}).data_root
+        splits = {s: load_dataset(spec.with_split(s), root) for s in ("train", "val", "test")}
     except (SpecError, DatasetError) as exc:
         _fail(exc)
     vocab = Vocabulary.build(splits["train"].all_captions(), min_count)
@@ -126,7 +130,7 @@ def train(**options: object) -> None:
     """Train a model (or resume the run in --run-dir)."""
     from training.checkpoints import CheckpointError
     from training.datasets.base import DatasetError
-    from training.trainer import train as run_training
+    from training.ensemble import train_model as run_training
 
     settings = _settings(options)
     try:
@@ -151,21 +155,25 @@ def train(**options: object) -> None:
     "--out", type=click.Path(path_type=Path), help="report directory (default: MODEL/../eval)"
 )
 @click.option(
-    "--data-root", type=click.Path(path_type=Path), default=Path("data"), show_default=True
+    "--data-root",
+    type=click.Path(path_type=Path),
+    help="where real datasets live [env CAPTIONER_DATA_ROOT, default ../shared/data or data]",
 )
-@click.option("--beam-size", type=int, default=3, show_default=True)
-@click.option("--length-penalty", type=float, default=0.7, show_default=True)
-@click.option("--no-baseline", is_flag=True, help="skip the constant-caption baseline")
+@click.option("--beam-size", type=int, help="default: the beam size chosen on validation")
+@click.option("--length-penalty", type=float, help="default: the one chosen on validation")
+@click.option(
+    "--no-baseline", is_flag=True, help="skip the constant and nearest-neighbour baselines"
+)
 def evaluate(
     model_dir: Path,
     dataset: str,
     out: Path | None,
-    data_root: Path,
-    beam_size: int,
-    length_penalty: float,
+    data_root: Path | None,
+    beam_size: int | None,
+    length_penalty: float | None,
     no_baseline: bool,
 ) -> None:
-    """Score a trained model on a dataset split: corpus and per-image scores, a report."""
+    """Score a trained model and the baselines on a dataset split, with intervals and a report."""
     from training.datasets.base import DatasetError
     from training.datasets.registry import DATASETS
     from training.datasets.spec import SpecError, parse_spec
@@ -178,7 +186,7 @@ def evaluate(
             model_dir,
             spec,
             out or model_dir.parent / "eval",
-            data_root,
+            data_root or _settings({}).data_root,
             beam_size,
             length_penalty,
             not no_baseline,

@@ -10,6 +10,19 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from training.datasets.spec import parse_spec
 
+# The checkout this module runs from; ``../shared/data`` beside it is where a team
+# keeps the real photos and weights that are never committed.
+_CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def default_data_root() -> Path:
+    """``../shared/data`` beside the checkout when that folder exists, else ``data``.
+
+    ``CAPTIONER_DATA_ROOT`` (or ``--data-root``) overrides it.
+    """
+    shared = _CHECKOUT.parent / "shared" / "data"
+    return shared if shared.is_dir() else Path("data")
+
 
 class TrainSettings(BaseSettings):
     """How to train one model. Every field is also a ``CAPTIONER_<FIELD>`` variable."""
@@ -20,7 +33,10 @@ class TrainSettings(BaseSettings):
     val_dataset: str | None = Field(
         None, description="validation spec; default: the same dataset's val split"
     )
-    data_root: Path = Field(Path("data"), description="where real datasets live")
+    data_root: Path = Field(
+        default_factory=default_data_root,
+        description="where real datasets live; default ../shared/data beside the checkout, or data",
+    )
     run_dir: Path = Field(Path("runs/demo"), description="checkpoints, vocabulary, reports")
 
     architecture: Literal["merge", "attention"] = "attention"
@@ -40,6 +56,7 @@ class TrainSettings(BaseSettings):
     embed_dim: int | None = Field(None, ge=8)
     units: int | None = Field(None, ge=8)
     dropout: float | None = Field(None, ge=0.0, lt=1.0)
+    image_dim: int | None = Field(None, ge=8, description="merge: size of the image projection")
     alpha_regularization: float | None = Field(
         None, ge=0.0, description="attention: doubly stochastic weight"
     )
@@ -53,6 +70,20 @@ class TrainSettings(BaseSettings):
     patience: int = Field(
         4, ge=1, description="epochs without a better validation CIDEr before stopping"
     )
+    selection: Literal["best", "last"] = Field(
+        "best",
+        description="keep the epoch with the best val CIDEr (early stopping), or the last epoch "
+        "of a fixed schedule",
+    )
+    all_captions: bool = Field(
+        False, description="an epoch shows every caption once (default: one caption per image)"
+    )
+    rerank: bool = Field(
+        False,
+        description="let the decoding chosen on validation re-rank the beam by consensus with "
+        "the nearest training photos",
+    )
+    members: int = Field(1, ge=1, le=16, description="decoders in the ensemble, one seed each")
     val_images: int = Field(200, ge=1, description="validation images decoded per epoch for CIDEr")
     max_train_seconds: float | None = Field(
         None, gt=0, description="stop after the epoch that passes this budget"
@@ -82,8 +113,7 @@ class TrainSettings(BaseSettings):
     def decoder_config(self) -> dict[str, float | int]:
         """Decoder constructor arguments that were set; the rest keep the class defaults."""
         names = ["embed_dim", "units", "dropout"]
-        if self.architecture == "attention":
-            names.append("alpha_regularization")
+        names.append("alpha_regularization" if self.architecture == "attention" else "image_dim")
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
     def tracking_uri(self) -> str:
