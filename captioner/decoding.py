@@ -63,12 +63,17 @@ class DecodeOptions:
 
 @dataclass
 class Candidate:
-    """One caption hypothesis: word ids (no specials), summed log-probability, rank score."""
+    """One caption hypothesis: word ids (no specials), summed log-probability, rank score.
+
+    ``consensus`` is set by re-ranking (:mod:`captioner.consensus`): the candidate's
+    CIDEr-D against the captions of the nearest training photos.
+    """
 
     tokens: list[int]
     log_prob: float
     score: float
     attention: list[np.ndarray] = field(default_factory=list, repr=False)
+    consensus: float | None = None
 
 
 _serials = itertools.count()
@@ -110,6 +115,11 @@ class Search:
     @property
     def rows(self) -> int:
         return int(self.tokens.shape[0])
+
+    @property
+    def feature(self) -> np.ndarray:
+        """The image's own feature row (what re-ranking compares with the training photos)."""
+        return self._feature[0]
 
     @property
     def features(self) -> np.ndarray:

@@ -254,3 +254,23 @@ def test_score_files_names_a_missing_references_file(tmp_path):
     hyps.write_text(json.dumps(HYPOTHESES))
     with pytest.raises(ScoringError, match="no references file at .*nothing.json"):
         score_files(tmp_path / "nothing.json", hyps)
+
+
+def test_paired_bootstrap_separates_a_better_system_and_not_noise():
+    import numpy as np
+
+    from training.metrics import bootstrap
+
+    rng = np.random.default_rng(3)
+    base = rng.uniform(0.0, 1.0, 60)
+    better = base + 0.2 + rng.normal(0, 0.05, 60)
+    ci = bootstrap(better, base, resamples=4000)
+    assert ci.excludes_zero() and ci.low > 0.15 and ci.mean == pytest.approx(0.2, abs=0.03)
+    noise = base + rng.normal(0, 0.05, 60)
+    assert not bootstrap(noise, base, resamples=4000).excludes_zero()
+    single = bootstrap(base)
+    assert single.low < base.mean() < single.high
+    # The same seed gives the same interval; a paired interval needs paired lengths.
+    assert bootstrap(better, base, seed=1) == bootstrap(better, base, seed=1)
+    with pytest.raises(ScoringError, match="differ in length"):
+        bootstrap(better, base[:-1])
