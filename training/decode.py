@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 import tensorflow as tf
 
+from captioner.consensus import ConsensusReranker
 from captioner.decoding import Candidate, DecodeOptions, decode
 from captioner.images import preprocess
 from captioner.text import Vocabulary
@@ -23,9 +24,12 @@ class KerasStepDecoder:
 
     def __init__(self, model: CaptionModel):
         self.model = model
-        self._encode = tf.function(model.encode, reduce_retracing=True)
-        self._init = tf.function(model.initial_state, reduce_retracing=True)
-        self._step = tf.function(model.step, reduce_retracing=True)
+        # No autograph: these are plain Keras ops without Python control flow on tensors,
+        # and autograph's conversion cache once handed an ensemble's ``step`` the
+        # converted ``initial_state`` in a process that had trained its members.
+        self._encode = tf.function(model.encode, reduce_retracing=True, autograph=False)
+        self._init = tf.function(model.initial_state, reduce_retracing=True, autograph=False)
+        self._step = tf.function(model.step, reduce_retracing=True, autograph=False)
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         return self._encode(tf.constant(images, tf.float32)).numpy()
@@ -59,8 +63,13 @@ def caption_batches(
     dataset: CaptionDataset,
     options: DecodeOptions,
     batch_size: int = 64,
+    reranker: ConsensusReranker | None = None,
 ) -> Iterator[tuple[list[str], list[list[Candidate]]]]:
-    """Decode a dataset in batches: yields image ids and their ranked candidates."""
+    """Decode a dataset in batches: yields image ids and their ranked candidates.
+
+    With a ``reranker``, each image's candidates are re-ranked by consensus, as the
+    service does with a package that carries one.
+    """
     decoder = step_decoder(model)
     spec = model.config.preprocessing()
     examples = dataset.examples
@@ -70,6 +79,10 @@ def caption_batches(
         features = decoder.encode(images)
         state = decoder.initial_state(features)
         candidates = decode(decoder, features, state, vocab.start_id, vocab.end_id, options)
+        if reranker is not None:
+            candidates = [
+                reranker.rerank(f, c, vocab) for f, c in zip(features, candidates, strict=True)
+            ]
         yield [ex.image_id for ex in chunk], candidates
 
 
@@ -79,10 +92,12 @@ def caption_dataset(
     dataset: CaptionDataset,
     options: DecodeOptions,
     batch_size: int = 64,
+    reranker: ConsensusReranker | None = None,
 ) -> dict[str, str]:
     """The best caption for every image of a dataset."""
     captions: dict[str, str] = {}
-    for ids, candidates in caption_batches(model, vocab, dataset, options, batch_size):
+    batches = caption_batches(model, vocab, dataset, options, batch_size, reranker)
+    for ids, candidates in batches:
         for image_id, ranked in zip(ids, candidates, strict=True):
             captions[image_id] = vocab.decode(ranked[0].tokens)
     return captions

@@ -29,9 +29,13 @@ class TeacherForcingData:
     captions_out: np.ndarray
     caption_image: np.ndarray
 
-    def epoch(self, epoch: int, seed: int, batch_size: int) -> tf.data.Dataset:
-        """One caption per image, chosen and shuffled reproducibly for this epoch."""
+    def epoch(
+        self, epoch: int, seed: int, batch_size: int, all_captions: bool = False
+    ) -> tf.data.Dataset:
+        """One caption per image (or every caption), chosen and shuffled reproducibly."""
         rng = np.random.default_rng([seed, epoch])
+        if all_captions:
+            return self._batches(rng.permutation(len(self.caption_image)), batch_size)
         per_image: dict[int, list[int]] = {}
         for caption, image in enumerate(self.caption_image):
             per_image.setdefault(int(image), []).append(caption)

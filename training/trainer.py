@@ -138,7 +138,8 @@ def train(settings: TrainSettings, progress: bool = True) -> TrainResult:
     )
     inputs, key = _inputs(settings, config, train_set, progress)
     data = teacher_forcing_data(train_set, vocab, inputs, key)
-    steps_per_epoch = int(np.ceil(len(train_set) / settings.batch_size))
+    per_epoch = len(data.caption_image) if settings.all_captions else len(train_set)
+    steps_per_epoch = int(np.ceil(per_epoch / settings.batch_size))
 
     strategy = choose_strategy()
     with strategy.scope():
@@ -177,7 +178,7 @@ def train(settings: TrainSettings, progress: bool = True) -> TrainResult:
             started = time.monotonic()
             epoch = state.epoch
             history = model.fit(
-                data.epoch(epoch, settings.seed, settings.batch_size),
+                data.epoch(epoch, settings.seed, settings.batch_size, settings.all_captions),
                 epochs=epoch + 1,
                 initial_epoch=epoch,
                 shuffle=False,  # the pipeline shuffles, seeded per epoch
@@ -200,11 +201,15 @@ def train(settings: TrainSettings, progress: bool = True) -> TrainResult:
             )
             if cider > state.best_score:
                 state.best_score, state.best_epoch, state.wait = cider, state.epoch, 0
-                model.save_dir(model_dir)
-                vocab.save(model_dir / "vocab.json")
             else:
                 state.wait += 1
-            if state.wait >= settings.patience:
+            # "last" trains a fixed schedule: validation CIDEr on a few dozen photos
+            # jumps by more than the differences between epochs, so picking the best
+            # epoch by it selects noise.
+            if settings.selection == "last" or state.wait == 0:
+                model.save_dir(model_dir)
+                vocab.save(model_dir / "vocab.json")
+            if settings.selection == "best" and state.wait >= settings.patience:
                 state.stopped = f"early stop: no better val CIDEr for {state.wait} epochs"
             elif state.epoch >= settings.epochs:
                 state.stopped = f"finished {settings.epochs} epochs"

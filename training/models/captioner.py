@@ -19,8 +19,7 @@ from keras import ops
 
 from captioner.images import Preprocessing
 from training.encoders import build_encoder, encoder_info
-from training.models.attention import AttentionDecoder
-from training.models.merge import MergeDecoder
+from training.models.ensemble import MEMBER_CLASSES, EnsembleDecoder
 
 Architecture = Literal["merge", "attention"]
 MODEL_FORMAT = 1
@@ -42,12 +41,15 @@ class ModelConfig:
     input_size: int | None = None
     train_encoder: bool = False
     decoder: dict[str, Any] = field(default_factory=dict)
+    members: int = 1  # above 1: an ensemble of that many decoders (training/models/ensemble.py)
 
     def __post_init__(self) -> None:
         if self.architecture not in ("merge", "attention"):
             raise ValueError(
                 f"architecture must be 'merge' or 'attention', got {self.architecture!r}"
             )
+        if self.members < 1:
+            raise ValueError(f"members must be at least 1, got {self.members}")
 
     @property
     def feature_output(self) -> Literal["pooled", "grid"]:
@@ -71,12 +73,21 @@ class CaptionModel(keras.Model):
             weights=encoder_weights,
             trainable=config.train_encoder,
         )
-        decoder_cls = MergeDecoder if config.architecture == "merge" else AttentionDecoder
-        self.decoder = decoder_cls(vocab_size=config.vocab_size, name="decoder", **config.decoder)
+        decoder_cls = MEMBER_CLASSES[config.architecture]
+        if config.members > 1:
+            self.decoder = EnsembleDecoder(
+                config.vocab_size, config.architecture, config.members, config.decoder,
+                name="decoder",
+            )  # fmt: skip
+            hyper = self.decoder.members[0].get_config()
+        else:
+            self.decoder = decoder_cls(
+                vocab_size=config.vocab_size, name="decoder", **config.decoder
+            )
+            hyper = self.decoder.get_config()
         # Record every decoder hyperparameter, defaults included, so a saved model
         # never depends on what the defaults are when it is loaded.
         accepted = inspect.signature(decoder_cls.__init__).parameters
-        hyper = self.decoder.get_config()
         full = {k: hyper[k] for k in accepted if k in hyper and k != "vocab_size"}
         self.config = replace(config, decoder=full)
 
