@@ -1,29 +1,47 @@
-"""Evaluation: coco-caption scores, the constant-caption baseline, greedy vs beam, a report."""
+"""Evaluation: coco-caption scores of the model and of two baselines, with bootstrap intervals.
+
+Beside the model's captions (greedy, beam, and the decoding it is served with), on
+the same images: the best constant caption and the nearest-neighbour caption (the
+consensus caption of the k most similar training photos), both chosen on the
+validation split, never on the split being scored. Per-image CIDEr gives percentile
+bootstrap intervals for every row and paired intervals for the model against each
+baseline.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from captioner.consensus import ConsensusReranker
 from captioner.decoding import DecodeOptions
 from captioner.text import Vocabulary
 from training.datasets.base import CaptionDataset
 from training.datasets.registry import load_dataset
 from training.datasets.spec import DatasetSpec
 from training.decode import caption_dataset
-from training.metrics import best_constant_caption, score_captions
+from training.metrics import best_constant_caption, bootstrap, score_captions
 from training.models.captioner import CaptionModel
+from training.report import write_report
+from training.tune import Decoding, build_reranker, features_of
+
+log = logging.getLogger(__name__)
+
+NEIGHBOUR_CHOICES = (5, 10, 20, 40)
+CONSTANT = "constant"
+NEAREST = "nearest-neighbour"
 
 
 @dataclass
 class Evaluation:
     corpus: dict[str, dict[str, float]]
     report: Path
+    served: str = "greedy"  # the row decoded as the package is served by default
 
 
 def load_model(model_dir: Path) -> tuple[CaptionModel, Vocabulary]:
@@ -38,99 +56,132 @@ def _shapes_correct(hypotheses: dict[str, str], dataset: CaptionDataset) -> floa
     return correct_share(hypotheses, dataset)
 
 
+def load_reranker(model_dir: Path) -> ConsensusReranker | None:
+    """The reranker chosen on validation and saved beside the model, if any."""
+    chosen = Decoding.load(model_dir)
+    return ConsensusReranker.load(model_dir) if chosen and chosen.rerank else None
+
+
 def evaluate(
     model_dir: Path,
     spec: DatasetSpec,
     out_dir: Path,
     data_root: Path = Path("data"),
-    beam_size: int = 3,
-    length_penalty: float = 0.7,
+    beam_size: int | None = None,
+    length_penalty: float | None = None,
     baseline: bool = True,
     examples: int = 8,
 ) -> Evaluation:
-    """Score greedy and beam captions (and the best constant caption) on one split.
+    """Score the model's captions and the baselines on one split; write a report.
 
-    Writes ``scores.json`` (corpus), ``per_image.json``, ``captions.json`` and
-    ``report.md`` with example images into ``out_dir``.
+    Args:
+        beam_size, length_penalty: default: the decoding chosen on validation
+            (``decoding.json`` beside the model), else 3 and 0.7.
+
+    Writes ``scores.json`` (corpus scores and intervals), ``per_image.json``,
+    ``captions.json`` and ``report.md`` with the photos and their captions.
     """
     model, vocab = load_model(model_dir)
+    chosen = Decoding.load(model_dir) or Decoding()
+    beam = beam_size or chosen.beam_size
+    penalty = chosen.length_penalty if length_penalty is None else length_penalty
+    reranker = load_reranker(model_dir)
     dataset = load_dataset(spec, data_root)
     references = dataset.references()
     out_dir.mkdir(parents=True, exist_ok=True)
+
+    captions: dict[str, dict[str, str]] = {}
+    seconds: dict[str, float] = {}
+    searches: dict[str, tuple[int, ConsensusReranker | None]] = {"greedy": (1, None)}
+    if beam > 1:
+        searches[f"beam{beam}"] = (beam, None)
+        if reranker is not None:
+            searches[f"beam{beam}+rerank"] = (beam, reranker)
+    for label, (size, rerank) in searches.items():
+        options = DecodeOptions(beam_size=size, max_length=vocab.max_length, length_penalty=penalty)
+        started = time.monotonic()
+        captions[label] = caption_dataset(model, vocab, dataset, options, reranker=rerank)
+        seconds[label] = time.monotonic() - started
+    served = list(searches)[-1]
+    if baseline:
+        captions.update(_baselines(model, spec, dataset, data_root, reranker))
+
     corpus: dict[str, dict[str, float]] = {}
     per_image: dict[str, dict[str, dict[str, float]]] = {}
-    captions: dict[str, dict[str, str]] = {}
-    searches = {"greedy": 1, f"beam{beam_size}": beam_size} if beam_size > 1 else {"greedy": 1}
-    for label, size in searches.items():
-        options = DecodeOptions(
-            beam_size=size, max_length=vocab.max_length, length_penalty=length_penalty
-        )
-        started = time.monotonic()
-        hypotheses = caption_dataset(model, vocab, dataset, options)
-        seconds = time.monotonic() - started
+    for label, hypotheses in captions.items():
         scores = score_captions(references, hypotheses)
         corpus[label] = dict(scores.corpus)
-        corpus[label]["seconds"] = seconds
+        if label in seconds:
+            corpus[label]["seconds"] = seconds[label]
         correct = _shapes_correct(hypotheses, dataset)
         if correct is not None:
             corpus[label]["correct"] = correct
         per_image[label] = scores.per_image
-        captions[label] = hypotheses
-    if baseline:
-        train = load_dataset(spec.with_split("train"), data_root, check_images=False)
-        constant, _ = best_constant_caption(train.all_captions(), references)
-        hypotheses = dict.fromkeys(references, constant)
-        corpus["constant"] = dict(score_captions(references, hypotheses).corpus)
-        correct = _shapes_correct(hypotheses, dataset)
-        if correct is not None:
-            corpus["constant"]["correct"] = correct
-        captions["constant"] = {"*": constant}
+    intervals = _intervals(per_image, served, dataset)
     (out_dir / "scores.json").write_text(
-        json.dumps({"dataset": str(spec), "model": str(model_dir), "corpus": corpus}, indent=2)
+        json.dumps(
+            {
+                "dataset": str(spec),
+                "model": str(model_dir),
+                "served": served,
+                "corpus": corpus,
+                "intervals": intervals,
+            },
+            indent=2,
+        )
         + "\n"
     )
     (out_dir / "per_image.json").write_text(json.dumps(per_image) + "\n")
     (out_dir / "captions.json").write_text(json.dumps(captions, indent=1) + "\n")
-    report = _write_report(out_dir, spec, dataset, corpus, captions, examples)
-    return Evaluation(corpus, report)
+    report = write_report(out_dir, spec, dataset, corpus, intervals, captions, served, examples)
+    return Evaluation(corpus, report, served)
 
 
-def _write_report(
-    out_dir: Path, spec: DatasetSpec, dataset: CaptionDataset, corpus, captions, examples: int
-) -> Path:
-    keys = ["BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "correct"]
-    keys = [k for k in keys if any(k in row for row in corpus.values())]
-    lines = [
-        f"# Evaluation on `{spec}`",
-        "",
-        "| decoding | " + " | ".join(keys) + " |",
-        "|---" * (len(keys) + 1) + "|",
-    ]
-    for label, row in corpus.items():
-        lines.append(
-            f"| {label} | " + " | ".join(f"{row[k]:.3f}" if k in row else "" for k in keys) + " |"
-        )
-    if "constant" in captions:
-        lines += ["", f"Best constant caption: *{captions['constant']['*']}*"]
-    lines += ["", "## Examples", ""]
-    folder = out_dir / "examples"
-    folder.mkdir(exist_ok=True)
-    beam_label = next((k for k in captions if k.startswith("beam")), "greedy")
-    for example in dataset.examples[:examples]:
-        pixels = dataset.image(example)
-        image = Image.fromarray(np.asarray(pixels))
-        if max(image.size) < 128:
-            image = image.resize((image.width * 3, image.height * 3), Image.Resampling.NEAREST)
-        name = f"{Path(example.image_id).stem}.png"
-        image.save(folder / name)
-        lines += [
-            f"![{example.image_id}](examples/{name})",
-            "",
-            f"- greedy: {captions['greedy'][example.image_id]}",
-            f"- {beam_label}: {captions[beam_label][example.image_id]}",
-            f"- reference: {example.captions[0]}",
-            "",
-        ]
-    path = out_dir / "report.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+def _baselines(
+    model: CaptionModel,
+    spec: DatasetSpec,
+    dataset: CaptionDataset,
+    data_root: Path,
+    reranker: ConsensusReranker | None,
+) -> dict[str, dict[str, str]]:
+    """The constant and nearest-neighbour captions, each chosen on the val split."""
+    val = load_dataset(spec.with_split("val"), data_root)
+    train = load_dataset(spec.with_split("train"), data_root)
+    constant, _ = best_constant_caption(train.all_captions(), val.references())
+    out = {CONSTANT: dict.fromkeys(dataset.references(), constant)}
+    neighbours = reranker or build_reranker(model, train)
+    val_features = features_of(model, val)
+
+    def nearest(ds: CaptionDataset, features: np.ndarray, k: int) -> dict[str, str]:
+        return {
+            ex.image_id: neighbours.consensus_caption(features[n], k)
+            for n, ex in enumerate(ds.examples)
+        }
+
+    choices = [k for k in NEIGHBOUR_CHOICES if k <= len(train)] or [len(train)]
+    fast = {
+        k: score_captions(
+            val.references(), nearest(val, val_features, k), ("CIDEr",), tokenize=False
+        ).corpus["CIDEr"]
+        for k in choices
+    }
+    k = max(choices, key=lambda c: (fast[c], -c))
+    log.info("nearest-neighbour baseline: k %d chosen on val (CIDEr %s)", k, fast)
+    out[NEAREST] = nearest(dataset, features_of(model, dataset), k)
+    return out
+
+
+def _intervals(
+    per_image: dict[str, dict[str, dict[str, float]]], served: str, dataset: CaptionDataset
+) -> dict[str, dict[str, float]]:
+    """95% bootstrap intervals of CIDEr per row, and paired ones of the model vs baselines."""
+    ids = [ex.image_id for ex in dataset.examples]
+
+    def cider(label: str) -> list[float]:
+        return [per_image[label][i]["CIDEr"] for i in ids]
+
+    out = {label: asdict(bootstrap(cider(label))) for label in per_image}
+    for base in (CONSTANT, NEAREST):
+        if base in per_image:
+            out[f"{served} - {base}"] = asdict(bootstrap(cider(served), cider(base)))
+    return out
