@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from captioner.consensus import ConsensusError, ConsensusReranker
 from captioner.images import Preprocessing
 from captioner.text import Vocabulary, VocabularyError
 
@@ -70,6 +71,29 @@ class Package:
     def preprocessing(self) -> Preprocessing:
         p = self.manifest["encoder"]["preprocessing"]
         return Preprocessing(int(p["height"]), int(p["width"]), p["scaling"])
+
+    def decoding(self) -> dict[str, Any]:
+        """The decoding chosen on validation at training time: beam size, length penalty,
+        re-ranking. Packages made before the choice existed decode greedily."""
+        chosen = self.manifest.get("decoding") or {}
+        return {
+            "beam_size": int(chosen.get("beam_size", 1)),
+            "length_penalty": float(chosen.get("length_penalty", 0.7)),
+            "rerank": bool(chosen.get("rerank", False)),
+        }
+
+    def reranker(self) -> ConsensusReranker | None:
+        """The consensus reranker the package carries, or None.
+
+        Raises:
+            PackageError: the manifest asks for re-ranking and the files are unusable.
+        """
+        if not self.decoding()["rerank"]:
+            return None
+        try:
+            return ConsensusReranker.load(self.root)
+        except ConsensusError as exc:
+            raise PackageError(str(exc)) from exc
 
     def variants(self) -> list[str]:
         return ["fp32", *self.manifest.get("variants", {})]

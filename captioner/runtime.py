@@ -104,6 +104,7 @@ class OnnxCaptioner:
         _check_io(self.encoder, package.manifest["encoder"], "encoder")
         _check_io(self.decoder, package.manifest["decoder"], "decoder")
         self.providers: list[str] = self.encoder.get_providers()
+        self.reranker = package.reranker()
         self._attention = any(o.name == "attention" for o in self.decoder.get_outputs())
 
     @property
@@ -131,8 +132,19 @@ class OnnxCaptioner:
         alpha = outputs[3] if self._attention else None
         return outputs[0].astype(np.float32), [outputs[1], outputs[2]], alpha
 
-    def caption(self, images: np.ndarray, options: DecodeOptions) -> list[list[Candidate]]:
-        """Ranked candidates for each preprocessed image of a batch."""
+    def caption(
+        self, images: np.ndarray, options: DecodeOptions, rerank: bool = True
+    ) -> list[list[Candidate]]:
+        """Ranked candidates for each preprocessed image of a batch.
+
+        With ``rerank`` and a package that carries a consensus reranker, the beam's
+        candidates are re-ranked by it, as the service does.
+        """
         features, state = self.encode(images)
         vocab = self.package.vocab
-        return decode(self, features, state, vocab.start_id, vocab.end_id, options)
+        ranked = decode(self, features, state, vocab.start_id, vocab.end_id, options)
+        if rerank and self.reranker is not None:
+            ranked = [
+                self.reranker.rerank(f, c, vocab) for f, c in zip(features, ranked, strict=True)
+            ]
+        return ranked

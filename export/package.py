@@ -100,6 +100,7 @@ def _export_into(
     encoder_io = export_encoder(model, tmp / "encoder.onnx", opset)
     decoder_io = export_decoder(model, tmp / "decoder.onnx", opset)
     vocab.save(tmp / "vocab.json")
+    decoding = _decoding(model_dir, tmp)
     created = datetime.now(UTC)
     weights_hash = sha256(model_dir / "model.weights.h5")[:8]
     config = model.config
@@ -132,6 +133,7 @@ def _export_into(
             "special_tokens": {t: i for i, t in enumerate(SPECIALS)},
         },
         "onnx": {"opset": opset, "producer": "tf2onnx"},
+        "decoding": decoding,
         "dataset": dataset,
         "scores": scores,
         "created": created.isoformat(timespec="seconds"),
@@ -157,6 +159,30 @@ def _export_into(
         manifest["model"]["version"],
         diffs["probs"],
     )
+
+
+def _decoding(model_dir: Path, tmp: Path) -> dict[str, Any]:
+    """The decoding chosen on validation (training/tune.py), its consensus files copied.
+
+    A model without a choice is served greedy, as before.
+    """
+    from captioner.consensus import CONFIG_FILE, FEATURES_FILE
+    from training.tune import Decoding
+
+    chosen = Decoding.load(model_dir)
+    if chosen is None:
+        return {"beam_size": 1, "length_penalty": 0.7, "rerank": False}
+    if chosen.rerank:
+        for name in (FEATURES_FILE, CONFIG_FILE):
+            if not (model_dir / name).is_file():
+                raise ExportError(f"{model_dir} chose re-ranking but has no {name}")
+            shutil.copyfile(model_dir / name, tmp / name)
+    return {
+        "beam_size": chosen.beam_size,
+        "length_penalty": chosen.length_penalty,
+        "rerank": chosen.rerank,
+        "val_cider": chosen.val_cider,
+    }
 
 
 def _write_manifest(root: Path, manifest: dict[str, Any]) -> None:

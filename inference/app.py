@@ -430,6 +430,8 @@ def create_app(
                 "requested_providers": settings.provider_order(),
                 "max_length": model.max_length,
                 "max_beam_size": settings.max_beam_size,
+                "default_beam_size": model.default_beam_size,
+                "reranks": model.reranker is not None,
             },
         }
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from captioner.consensus import ConsensusReranker
 from captioner.decoding import Candidate, DecodeOptions
 from captioner.images import (
     CorruptImage,
@@ -204,13 +205,22 @@ class ServedModel:
             InvalidOptions: a value of the wrong type or out of range.
         """
         limit = self.max_length
-        beam = _integer("beam_size", beam_size, self.settings.default_beam_size)
+        chosen = self.package.decoding() if self.package else {"length_penalty": 0.7}
+        beam = _integer("beam_size", beam_size, self.default_beam_size)
         length = _integer("max_length", max_length, limit)
         if not 1 <= beam <= self.settings.max_beam_size:
             raise InvalidOptions(f"beam_size must be 1..{self.settings.max_beam_size}, got {beam}")
         if not 1 <= length <= limit:
             raise InvalidOptions(f"max_length must be 1..{limit}, got {length}")
-        return DecodeOptions(beam_size=beam, max_length=length)
+        return DecodeOptions(beam, length, chosen["length_penalty"])
+
+    @property
+    def default_beam_size(self) -> int:
+        """The setting, else the package's choice (capped by ``max_beam_size``), else 1."""
+        if self.settings.default_beam_size is not None:
+            return self.settings.default_beam_size
+        chosen = self.package.decoding()["beam_size"] if self.package else 1
+        return min(chosen, self.settings.max_beam_size)
 
     @property
     def max_length(self) -> int:
@@ -292,7 +302,7 @@ class ServedModel:
             for prepared in images:
                 futures.append(scheduler.submit(prepared.pixels, options, timeout, reservation))
             # A little past the deadline: the scheduler itself answers DeadlineExceeded.
-            return await asyncio.wait_for(
+            results = await asyncio.wait_for(
                 asyncio.gather(*(asyncio.wrap_future(f) for f in futures)), timeout + 1.0
             )
         except TimeoutError as exc:
@@ -300,6 +310,25 @@ class ServedModel:
         finally:
             for future in futures:
                 future.cancel()
+        if self.reranker is not None and options.beam_size > 1:
+            # Off the event loop and off the scheduler's thread, which steps every decoder.
+            await asyncio.wrap_future(self._decoders.submit(self._rerank, results))
+        return results
+
+    @property
+    def reranker(self) -> ConsensusReranker | None:
+        """The package's consensus reranker when the settings let it re-rank."""
+        if not self.settings.rerank or self.runtime is None:
+            return None
+        return self.runtime.reranker
+
+    def _rerank(self, results: list[Result]) -> None:
+        reranker, vocab = self.reranker, self.package.vocab if self.package else None
+        if reranker is None or vocab is None:
+            return
+        for result in results:
+            if result.feature is not None:
+                result.candidates = reranker.rerank(result.feature, result.candidates, vocab)
 
     def postprocess(self, result: Result, attention: bool = False) -> Caption:
         """Words, scores and (for attention models, when asked) the best caption's weights."""
@@ -310,6 +339,7 @@ class ServedModel:
                 "caption": vocab.decode(c.tokens),
                 "log_probability": round(c.log_prob, 6),
                 "score": round(c.score, 6),
+                **({} if c.consensus is None else {"consensus": round(c.consensus, 6)}),
             }
             for c in result.candidates
         ]

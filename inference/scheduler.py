@@ -59,6 +59,7 @@ class StageTimes:
 class Result:
     candidates: list[Candidate]
     times: StageTimes
+    feature: np.ndarray | None = field(default=None, repr=False)  # the image's encoder row
 
 
 @dataclass
@@ -329,7 +330,7 @@ class Scheduler:
             job.times.decoder_rows += rows
             if job.search.done:
                 job.times.decoder_end_ns = time.time_ns()
-                self._finish(job, Result(job.search.result(), job.times))
+                self._finish(job, Result(job.search.result(), job.times, job.search.feature))
             elif now > job.deadline or job.future.done():
                 self.metrics.rejected.labels("deadline").inc()
                 self._finish(job, DeadlineExceeded("the caption was not ready within the deadline"))

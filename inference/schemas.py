@@ -24,7 +24,10 @@ class CaptionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     image_base64: str = Field(description="the encoded image (JPEG, PNG, WebP, BMP, GIF), base64")
-    beam_size: int | None = Field(None, description="1 is greedy; default from settings")
+    beam_size: int | None = Field(
+        None,
+        description="1 is greedy; default the package's choice (or CAPTIONER_DEFAULT_BEAM_SIZE)",
+    )
     max_length: int | None = Field(None, description="most words; default the model's maximum")
     attention: bool = Field(False, description="return the best caption's attention weights")
 
@@ -33,6 +36,11 @@ class CandidateOut(BaseModel):
     caption: str
     log_probability: float = Field(description="summed log-probability of the words and <end>")
     score: float = Field(description="rank score: log_probability / steps**length_penalty")
+    consensus: float | None = Field(
+        None,
+        description="CIDEr-D against the captions of the nearest training photos, when the "
+        "package re-ranks the beam by it (candidates are then ordered by consensus)",
+    )
 
 
 class ModelRef(BaseModel):

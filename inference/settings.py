@@ -102,7 +102,14 @@ class ServeSettings(BaseSettings):
         default=16, ge=1, description="V2 infer: images in one request"
     )
     max_beam_size: int = Field(default=8, ge=1, le=64)
-    default_beam_size: int = Field(default=1, ge=1)
+    default_beam_size: int | None = Field(
+        default=None, ge=1, description="default: the beam size the package chose on validation"
+    )
+    rerank: bool = Field(
+        default=True,
+        description="re-rank the beam by consensus with the nearest training photos, when the "
+        "package carries them and chose it on validation",
+    )
     max_length: int | None = Field(
         default=None, ge=1, description="longest caption allowed (default: the package's)"
     )
@@ -119,7 +126,7 @@ class ServeSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> ServeSettings:
-        if self.default_beam_size > self.max_beam_size:
+        if self.default_beam_size is not None and self.default_beam_size > self.max_beam_size:
             raise ValueError("default_beam_size cannot exceed max_beam_size")
         if self.max_image_bytes > self.max_body_bytes:
             raise ValueError("max_image_bytes cannot exceed max_body_bytes")
