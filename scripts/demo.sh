@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The demo: set everything up, then synthetic data -> train -> evaluate -> export,
+# The demo: set everything up, then real photos (or synthetic data) -> train -> evaluate -> export,
 # then the inference service and the Streamlit page, running until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh serve,ui,train,dev
+bash scripts/setup.sh serve,ui,train  # only what the demo runs: no test tools, no browser
 .venv/bin/captioner demo "$@"
 port="${CAPTIONER_PORT:-8000}"
 ui_port="${CAPTIONER_UI_PORT:-8501}"

@@ -88,3 +88,51 @@ def pytest_sessionfinish(session, exitstatus):
     if leaked:
         print(f"\n{len(leaked)} captioner serve process(es) left running: {leaked[0].args}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def trained_real(tmp_path_factory):
+    """A two-decoder ensemble on the real Flickr8k photos, decoding chosen on val with
+    re-ranking (about 3 minutes on 2 cores); skipped where ../shared/data is absent."""
+    from tests.helpers import FLICKR8K_PHOTOS, MOBILENET_WEIGHTS, SHARED_DATA
+    from training.ensemble import train_model
+
+    if not (FLICKR8K_PHOTOS.is_dir() and MOBILENET_WEIGHTS.is_file()):
+        pytest.skip(f"no real photos and weights under {SHARED_DATA}")
+    run_dir = tmp_path_factory.mktemp("trained_real") / "run"
+    settings = TrainSettings(
+        dataset="flickr8k[train]",
+        data_root=SHARED_DATA,
+        run_dir=run_dir,
+        architecture="merge",
+        encoder="mobilenet_v2",
+        encoder_weights=str(MOBILENET_WEIGHTS),
+        min_count=5,
+        units=128,
+        max_length_quantile=0.95,
+        all_captions=True,
+        selection="last",
+        epochs=3,
+        members=2,
+        rerank=True,
+        mlflow_tracking_uri=(run_dir.parent / "mlruns").as_uri(),
+    )
+    return train_model(settings, progress=False)
+
+
+@pytest.fixture(scope="session")
+def real_package(trained_real, tmp_path_factory) -> Path:
+    """The real-photo ensemble's package: one decoder graph, the consensus files."""
+    from export.package import build_package
+
+    return build_package(trained_real.model_dir, tmp_path_factory.mktemp("real") / "package")
+
+
+@pytest.fixture(scope="session")
+def real_service(real_package, tmp_path_factory):
+    """``captioner serve`` on loopback with the model trained on the real photos."""
+    from tests.helpers import ProcessServer
+
+    with ProcessServer(real_package, tmp_path_factory.mktemp("real_service") / "log") as server:
+        server.wait_ready()
+        yield server

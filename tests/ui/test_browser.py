@@ -8,6 +8,7 @@ A screenshot of the page is kept in test-artifacts/.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -38,6 +39,13 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture
 def ui_process(running_service, mongo_uri, tmp_path):
+    with page_process(running_service, mongo_uri, tmp_path) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def page_process(service, mongo_uri, tmp_path):
+    """``captioner ui`` against SERVICE; yields its URL, database and metrics port."""
     if not CHROMIUM.exists():
         pytest.fail("Chromium is missing: scripts/setup.sh installs Debian's chromium package")
     port, metrics_port = free_port(), free_port()
@@ -59,7 +67,7 @@ def ui_process(running_service, mongo_uri, tmp_path):
             "--port",
             str(port),
             "--service-url",
-            running_service.url,
+            service.url,
         ],
         env=env,
         cwd=REPO,
@@ -122,3 +130,31 @@ def test_upload_caption_thumbs_down_and_correction_reach_the_database(
         metric_value(metrics, "captioner_feedback_total", model_version=record["model_version"])
         == 1
     )
+
+
+@pytest.mark.java
+def test_the_page_captions_a_real_photo_with_the_real_photo_model(
+    real_service, mongo_uri, tmp_path
+):
+    from playwright.sync_api import expect, sync_playwright
+
+    photo = REAL_PHOTOS / "img3.jpg"  # two dogs running on a beach
+    with page_process(real_service, mongo_uri, tmp_path) as (url, _database, _port):
+        expected = httpx.post(
+            f"{real_service.url}/v1/captions",
+            files={"image": ("p.jpg", photo.read_bytes())},
+            data={"beam_size": "3"},
+        ).json()["caption"]
+        assert "dog" in expected.split()
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+            )
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            expect(page.get_by_text("Caption an image")).to_be_visible(timeout=60_000)
+            page.locator("input[type=file]").set_input_files(str(photo))
+            expect(page.get_by_role("heading", name=expected)).to_be_visible(timeout=60_000)
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "ui-real-photo.png"), full_page=True)
+            browser.close()
