@@ -40,6 +40,7 @@ class TrainState:
     train_seconds: float = 0.0
     stopped: str | None = None
     mlflow_run_id: str | None = None
+    planned_epochs: int | None = None  # the epochs that fit a time budget (training/schedule.py)
     history: list[dict[str, float]] = field(default_factory=list)
 
 

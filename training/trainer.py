@@ -34,6 +34,7 @@ from training.distribute import choose_strategy, set_precision
 from training.metrics import score_captions
 from training.models.captioner import CaptionModel, ModelConfig, count_params
 from training.pipeline import masked_cross_entropy, preprocess_images, teacher_forcing_data
+from training.schedule import BudgetCosine, epochs_that_fit
 from training.settings import TrainSettings
 from training.tracking import Tracker
 
@@ -145,8 +146,8 @@ def train(settings: TrainSettings, progress: bool = True) -> TrainResult:
     with strategy.scope():
         model = CaptionModel(config, encoder_weights=settings.encoder_weights)
         model.build_all()
-        schedule = keras.optimizers.schedules.CosineDecay(
-            settings.learning_rate, decay_steps=settings.epochs * steps_per_epoch, alpha=0.05
+        schedule = BudgetCosine(
+            settings.learning_rate, steps_per_epoch, state.planned_epochs or settings.epochs
         )
         optimizer = keras.optimizers.Adam(schedule, clipnorm=5.0)
         model.compile(optimizer=optimizer, loss=masked_cross_entropy)
@@ -189,7 +190,15 @@ def train(settings: TrainSettings, progress: bool = True) -> TrainResult:
                 val_set.references(), hypotheses, metrics=("CIDEr",), tokenize=False
             ).corpus["CIDEr"]
             state.epoch = epoch + 1
-            state.train_seconds += time.monotonic() - started
+            seconds = time.monotonic() - started
+            state.train_seconds += seconds
+            if settings.max_train_seconds and state.epoch <= 2:
+                # The first epoch pays for tracing; the second one tells the real pace.
+                fit = epochs_that_fit(
+                    state.epoch, state.train_seconds, seconds, settings.max_train_seconds
+                )
+                state.planned_epochs = max(state.epoch, min(settings.epochs, fit))
+                schedule.fit(state.planned_epochs)
             loss = float(history.history["loss"][-1])
             state.history.append(
                 {
@@ -213,6 +222,11 @@ def train(settings: TrainSettings, progress: bool = True) -> TrainResult:
                 state.stopped = f"early stop: no better val CIDEr for {state.wait} epochs"
             elif state.epoch >= settings.epochs:
                 state.stopped = f"finished {settings.epochs} epochs"
+            elif state.planned_epochs and state.epoch >= state.planned_epochs:
+                state.stopped = (
+                    f"finished the {state.planned_epochs} epochs that fit the time budget of "
+                    f"{settings.max_train_seconds:.0f} s"
+                )
             elif settings.max_train_seconds and state.train_seconds >= settings.max_train_seconds:
                 state.stopped = f"time budget of {settings.max_train_seconds:.0f} s reached"
             save_checkpoint(run_dir, model, optimizer, state)
