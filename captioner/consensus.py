@@ -61,7 +61,7 @@ def document_frequencies(captions_per_image: Iterable[Iterable[Sequence[str]]]) 
 
 @dataclass(frozen=True)
 class _Vector:
-    weights: dict[Gram, float]
+    counts: dict[Gram, int]
     norms: tuple[float, ...]
     length: int
 
@@ -81,41 +81,64 @@ class CiderD:
         self.log_images = math.log(float(images))
         self.images = images
 
-    def vector(self, words: Sequence[str]) -> _Vector:
-        weights: dict[Gram, float] = {}
-        norms = [0.0] * NGRAMS
-        length = 0
-        for gram, tf in ngrams(words).items():
-            k = len(gram) - 1
-            weight = float(tf) * (
-                self.log_images - math.log(max(1.0, self.doc_freq.get(gram, 0.0)))
-            )
-            weights[gram] = weight
-            norms[k] += weight * weight
-            if k == 1:  # pycocoevalcap measures length in bigrams; kept for equality
-                length += tf
-        return _Vector(weights, tuple(math.sqrt(x) for x in norms), length)
+    def idf(self, gram: Gram) -> float:
+        return self.log_images - math.log(max(1.0, self.doc_freq.get(gram, 0.0)))
 
-    def similarity(self, hyp: _Vector, ref: _Vector) -> float:
-        """The CIDEr-D of one hypothesis against one reference (before the x10)."""
-        values = [0.0] * NGRAMS
-        for gram, weight in hyp.weights.items():
-            other = ref.weights.get(gram)
-            if other is not None:
-                values[len(gram) - 1] += min(weight, other) * other
-        delta = float(hyp.length - ref.length)
-        penalty = math.exp(-(delta * delta) / (2 * SIGMA * SIGMA))
-        total = 0.0
-        for k in range(NGRAMS):
-            if hyp.norms[k] and ref.norms[k]:
-                total += values[k] / (hyp.norms[k] * ref.norms[k]) * penalty
-        return total / NGRAMS
+    def vector(self, words: Sequence[str]) -> _Vector:
+        counts = ngrams(words)
+        norms = [0.0] * NGRAMS
+        for gram, tf in counts.items():
+            norms[len(gram) - 1] += (tf * self.idf(gram)) ** 2
+        # pycocoevalcap measures length in bigrams; kept for equality.
+        length = sum(tf for gram, tf in counts.items() if len(gram) == 2)
+        return _Vector(dict(counts), tuple(math.sqrt(x) for x in norms), length)
+
+    def matrix(self, hyps: Sequence[_Vector], refs: Sequence[_Vector]) -> np.ndarray:
+        """CIDEr-D of every hypothesis against every reference [H, R] (before the x10).
+
+        With tf-idf weights ``w = tf * idf``, the clipped overlap ``min(w_h, w_r) * w_r``
+        is ``idf**2 * min(tf_h, tf_r) * tf_r``, and ``min(a, b) = sum_t [a >= t][b >= t]``
+        over counts t, so all pairs come from a few matrix products.
+        """
+        columns: dict[Gram, int] = {}
+        for vector in (*hyps, *refs):
+            for gram in vector.counts:
+                columns.setdefault(gram, len(columns))
+        if not hyps or not refs or not columns:
+            return np.zeros((len(hyps), len(refs)))
+        order = np.array([len(g) - 1 for g in columns])
+        idf2 = np.array([self.idf(g) ** 2 for g in columns])
+
+        def dense(vectors: Sequence[_Vector]) -> np.ndarray:
+            tf = np.zeros((len(vectors), len(columns)))
+            for row, vector in enumerate(vectors):
+                for gram, count in vector.counts.items():
+                    tf[row, columns[gram]] = count
+            return tf
+
+        h, r = dense(hyps), dense(refs)
+        h_norm = np.array([v.norms for v in hyps])
+        r_norm = np.array([v.norms for v in refs])
+        total = np.zeros((len(hyps), len(refs)))
+        for n in range(NGRAMS):
+            cols = order == n
+            hn, rn = h[:, cols], r[:, cols]
+            weighted = rn * idf2[cols]
+            overlap = np.zeros_like(total)
+            for t in range(1, int(max(hn.max(initial=0), rn.max(initial=0))) + 1):
+                overlap += (hn >= t).astype(float) @ ((rn >= t) * weighted).T
+            denominator = h_norm[:, n][:, None] * r_norm[:, n][None, :]
+            total += np.divide(
+                overlap, denominator, out=np.zeros_like(total), where=denominator > 0
+            )
+        delta = np.array([v.length for v in hyps])[:, None] - np.array([v.length for v in refs])
+        return total * np.exp(-(delta**2) / (2 * SIGMA * SIGMA)) / NGRAMS
 
     def score(self, hyp: _Vector, refs: Sequence[_Vector]) -> float:
         """CIDEr-D of a hypothesis against a reference set, on pycocoevalcap's scale."""
         if not refs:
             return 0.0
-        return 10.0 * sum(self.similarity(hyp, r) for r in refs) / len(refs)
+        return float(10.0 * self.matrix([hyp], refs).mean())
 
 
 @dataclass
@@ -184,25 +207,30 @@ class ConsensusReranker:
         self, feature: np.ndarray, candidates: list[Candidate], vocab: Vocabulary
     ) -> list[Candidate]:
         """Candidates ordered by ``consensus + weight * score``, each with its consensus."""
+        if not candidates:
+            return candidates
         refs = [v for i in self.neighbours(feature) for v in self._vectors[i]]
-        scored = []
-        for candidate in candidates:
-            words = vocab.decode(candidate.tokens).split()
-            consensus = self.cider.score(self.cider.vector(words), refs)
-            scored.append(replace(candidate, consensus=consensus))
+        hyps = [self.cider.vector(vocab.decode(c.tokens).split()) for c in candidates]
+        consensus = 10.0 * self.cider.matrix(hyps, refs).mean(axis=1)
+        scored = [
+            replace(c, consensus=float(v)) for c, v in zip(candidates, consensus, strict=True)
+        ]
         # Stable: equal totals keep the decoder's order.
         return sorted(scored, key=lambda c: -(float(c.consensus or 0.0) + self.weight * c.score))
 
     def consensus_caption(self, feature: np.ndarray, k: int | None = None) -> str:
-        """The nearest-neighbour baseline: the neighbours' caption agreeing best with the rest."""
+        """The nearest-neighbour baseline: the neighbours' caption agreeing best with the rest.
+
+        Each caption is scored against all the others (not itself); ties go to the
+        nearer photo.
+        """
         pool = [(i, j) for i in self.neighbours(feature, k) for j in range(len(self._vectors[i]))]
-        best, best_score = pool[0], -1.0
-        for i, j in pool:
-            others = [self._vectors[a][b] for a, b in pool if (a, b) != (i, j)]
-            value = self.cider.score(self._vectors[i][j], others)
-            if value > best_score:
-                best, best_score = (i, j), value
-        return " ".join(self.captions[best[0]][best[1]])
+        vectors = [self._vectors[i][j] for i, j in pool]
+        similarity = self.cider.matrix(vectors, vectors)
+        np.fill_diagonal(similarity, 0.0)
+        best = int(np.argmax(similarity.sum(axis=1)))
+        i, j = pool[best]
+        return " ".join(self.captions[i][j])
 
     def save(self, directory: str | Path) -> list[Path]:
         """Write ``neighbours.npz`` and ``consensus.json`` into DIRECTORY."""
