@@ -71,7 +71,10 @@ def export_encoder(model: CaptionModel, path: Path, opset: int = OPSET) -> list[
 
     signature = [tf.TensorSpec([None, pre.height, pre.width, 3], tf.float32, name=ENCODER_INPUT)]
     tf2onnx.convert.from_function(
-        tf.function(encoder, autograph=False), input_signature=signature, opset=opset, output_path=str(path)
+        tf.function(encoder, autograph=False),
+        input_signature=signature,
+        opset=opset,
+        output_path=str(path),
     )
     _name_batch_axis(path)
     return [*_infos(path, True), *_infos(path, False)]
@@ -97,7 +100,10 @@ def export_decoder(model: CaptionModel, path: Path, opset: int = OPSET) -> list[
         tf.TensorSpec([None, units], tf.float32, name="c"),
     ]
     tf2onnx.convert.from_function(
-        tf.function(step, autograph=False), input_signature=signature, opset=opset, output_path=str(path)
+        tf.function(step, autograph=False),
+        input_signature=signature,
+        opset=opset,
+        output_path=str(path),
     )
     _name_batch_axis(path)
     return [*_infos(path, True), *_infos(path, False)]

@@ -29,19 +29,29 @@ REAL_WEIGHTS = Path("encoders") / "mobilenet_v2_1.0_224_imagenet_notop.weights.h
 # What moves the numbers on ~750 real photos (docs/training.md): a frozen ImageNet
 # encoder, min count 5, every caption each epoch, a fixed schedule (validation CIDEr
 # on ~57 photos is too noisy to stop on), several decoders averaged, and the beam
-# re-ranked by consensus with the nearest training photos.
+# re-ranked by consensus with the nearest training photos. A smaller LSTM was within
+# noise in the calibration run; 128 units and captions cut at the 95th percentile of
+# length (18 words, not 33) make a step about three times faster (57 ms, not 160+),
+# which buys more members within the budget.
 REAL_PRESET: dict[str, Any] = {
     "dataset": "flickr8k[train]",
     "architecture": "merge",
     "encoder": "mobilenet_v2",
     "min_count": 5,
+    "units": 128,
+    "max_length_quantile": 0.95,
     "all_captions": True,
     "selection": "last",
     "epochs": 10,
-    "members": 3,
+    "members": 5,
     "rerank": True,
     "run_dir": Path("runs/demo"),
 }
+
+
+# On shapes, too, the whole schedule that fits the budget beats early stopping on a
+# noisy validation CIDEr (which stopped a clean-clone run at epoch 14 with 75% correct).
+SHAPES_PRESET: dict[str, Any] = {"selection": "last"}
 
 
 def real_photos(settings: TrainSettings) -> Path | None:
@@ -63,10 +73,11 @@ def demo_settings(settings: TrainSettings) -> TrainSettings:
     if settings.max_train_seconds is None:
         update["max_train_seconds"] = DEMO_TRAIN_SECONDS
     weights = None if "dataset" in settings.model_fields_set else real_photos(settings)
+    preset = SHAPES_PRESET
     if weights is not None:
         preset = {**REAL_PRESET, "encoder_weights": str(weights)}
-        update.update({k: v for k, v in preset.items() if k not in settings.model_fields_set})
         log.info("real photos and ImageNet weights found under %s", settings.data_root)
+    update.update({k: v for k, v in preset.items() if k not in settings.model_fields_set})
     return settings.model_copy(update=update)
 
 

@@ -91,9 +91,6 @@ class TrainSettings(BaseSettings):
     seed: int = 1
     mixed_precision: Literal["auto", "on", "off"] = "auto"
 
-    beam_size: int = Field(3, ge=1, description="beam size for the final evaluation")
-    length_penalty: float = Field(0.7, ge=0.0)
-
     mlflow_tracking_uri: str | None = Field(
         None, description="default: a file store under the run's parent"
     )
@@ -127,8 +124,6 @@ class TrainSettings(BaseSettings):
             "epochs",
             "max_train_seconds",
             "patience",
-            "beam_size",
-            "length_penalty",
             "mlflow_tracking_uri",
             "run_dir",
             "data_root",

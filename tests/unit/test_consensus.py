@@ -29,9 +29,7 @@ HYPS = {"a": "a dog running on the beach", "b": "a man riding a bike down a road
 def test_cider_d_equals_pycocoevalcap_on_the_same_references():
     from pycocoevalcap.cider.cider import Cider
 
-    corpus, per_image = Cider().compute_score(
-        dict(REFS), {i: [HYPS[i]] for i in REFS}
-    )
+    corpus, per_image = Cider().compute_score(dict(REFS), {i: [HYPS[i]] for i in REFS})
     words = {i: [r.split() for r in refs] for i, refs in REFS.items()}
     cider = CiderD(dict(document_frequencies(words.values())), len(REFS))
     ours = [
