@@ -43,7 +43,7 @@ REAL_PRESET: dict[str, Any] = {
     "all_captions": True,
     "selection": "last",
     "epochs": 10,
-    "members": 5,
+    "members": 8,
     "rerank": True,
     "run_dir": Path("runs/demo"),
 }
