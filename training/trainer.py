@@ -86,6 +86,19 @@ def _check_resumable(run_dir: Path, settings: TrainSettings) -> None:
             )
 
 
+def _planned_epochs(settings: TrainSettings, state: TrainState) -> int:
+    """The epochs that fit the time budget at the pace so far, refitted after every epoch.
+
+    The first epoch pays for tracing, so the pace is that of the epochs after it.
+    """
+    assert settings.max_train_seconds is not None
+    first = state.history[0]["seconds"] if state.history else state.train_seconds
+    later = state.epoch - 1
+    pace = (state.train_seconds - first) / later if later else state.train_seconds
+    fit = epochs_that_fit(state.epoch, state.train_seconds, pace, settings.max_train_seconds)
+    return max(state.epoch, min(settings.epochs, fit))
+
+
 def train(settings: TrainSettings, progress: bool = True) -> TrainResult:
     """Train (or resume) the model the settings describe.
 
@@ -190,14 +203,9 @@ def train(settings: TrainSettings, progress: bool = True) -> TrainResult:
                 val_set.references(), hypotheses, metrics=("CIDEr",), tokenize=False
             ).corpus["CIDEr"]
             state.epoch = epoch + 1
-            seconds = time.monotonic() - started
-            state.train_seconds += seconds
-            if settings.max_train_seconds and state.epoch <= 2:
-                # The first epoch pays for tracing; the second one tells the real pace.
-                fit = epochs_that_fit(
-                    state.epoch, state.train_seconds, seconds, settings.max_train_seconds
-                )
-                state.planned_epochs = max(state.epoch, min(settings.epochs, fit))
+            state.train_seconds += time.monotonic() - started
+            if settings.max_train_seconds:
+                state.planned_epochs = _planned_epochs(settings, state)
                 schedule.fit(state.planned_epochs)
             loss = float(history.history["loss"][-1])
             state.history.append(
