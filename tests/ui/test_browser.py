@@ -155,6 +155,11 @@ def test_the_page_captions_a_real_photo_with_the_real_photo_model(
             expect(page.get_by_text("Caption an image")).to_be_visible(timeout=60_000)
             page.locator("input[type=file]").set_input_files(str(photo))
             expect(page.get_by_role("heading", name=expected)).to_be_visible(timeout=60_000)
+            # The photo itself, drawn, not its placeholder (the README shows this screenshot).
+            page.wait_for_function(
+                "() => [...document.images].some(i => i.complete && i.naturalWidth > 100)",
+                timeout=30_000,
+            )
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "ui-real-photo.png"), full_page=True)
             browser.close()
