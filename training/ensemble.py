@@ -60,19 +60,13 @@ def train_model(settings: TrainSettings, progress: bool = True) -> TrainResult:
 
 def tune(settings: TrainSettings, model_dir: Path) -> None:
     """Choose beam size, length penalty (and re-ranking, if allowed) on the val split."""
-    from training.datasets.registry import DATASETS, load_dataset
-    from training.datasets.spec import parse_spec
+    from training.datasets.registry import load_dataset
     from training.tune import DECODING_FILE, choose_decoding
 
     chosen, weights = model_dir / DECODING_FILE, model_dir / WEIGHTS_FILE
     if chosen.is_file() and chosen.stat().st_mtime >= weights.stat().st_mtime:
         return  # chosen for these very weights already (a finished run run again)
-    train_spec = parse_spec(settings.dataset, DATASETS)
-    val_spec = (
-        parse_spec(settings.val_dataset, DATASETS)
-        if settings.val_dataset
-        else train_spec.with_split("val")
-    )
+    train_spec, val_spec = settings.specs()
     val_set = load_dataset(val_spec, settings.data_root)
     val_set.examples = val_set.examples[: settings.val_images]
     train_set = load_dataset(train_spec, settings.data_root) if settings.rerank else None

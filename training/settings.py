@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from training.datasets.spec import parse_spec
+from training.datasets.spec import DatasetSpec, parse_spec
 
 # The checkout this module runs from; ``../shared/data`` beside it is where a team
 # keeps the real photos and weights that are never committed.
@@ -102,6 +102,16 @@ class TrainSettings(BaseSettings):
         if value is not None:
             parse_spec(value)
         return value
+
+    def specs(self) -> tuple[DatasetSpec, DatasetSpec]:
+        """The training spec and the validation spec (default: the same dataset's val)."""
+        from training.datasets.registry import DATASETS
+
+        train = parse_spec(self.dataset, DATASETS)
+        val = (
+            parse_spec(self.val_dataset, DATASETS) if self.val_dataset else train.with_split("val")
+        )
+        return train, val
 
     @property
     def encoder_trainable(self) -> bool:

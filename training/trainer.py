@@ -27,8 +27,7 @@ from training.checkpoints import (
     write_json,
 )
 from training.datasets.base import CaptionDataset
-from training.datasets.registry import DATASETS, load_dataset
-from training.datasets.spec import parse_spec
+from training.datasets.registry import load_dataset
 from training.decode import caption_dataset
 from training.distribute import choose_strategy, set_precision
 from training.metrics import score_captions
@@ -116,12 +115,7 @@ def train(settings: TrainSettings, progress: bool = True) -> TrainResult:
 
     keras.utils.set_random_seed(settings.seed)
     policy = set_precision(settings.mixed_precision)
-    train_spec = parse_spec(settings.dataset, DATASETS)
-    val_spec = (
-        parse_spec(settings.val_dataset, DATASETS)
-        if settings.val_dataset
-        else train_spec.with_split("val")
-    )
+    train_spec, val_spec = settings.specs()
     train_set = load_dataset(train_spec, settings.data_root)
     val_set = load_dataset(val_spec, settings.data_root)
     val_set.examples = val_set.examples[: settings.val_images]

@@ -89,6 +89,21 @@ def page_process(service, mongo_uri, tmp_path):
         pymongo.MongoClient(mongo_uri).drop_database(database)
 
 
+def upload(playwright, url: str, photo: Path, expected: str):
+    """Chromium on the page: the photo uploaded, the EXPECTED caption shown."""
+    from playwright.sync_api import expect
+
+    browser = playwright.chromium.launch(
+        executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+    )
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url)
+    expect(page.get_by_text("Caption an image")).to_be_visible(timeout=60_000)
+    page.locator("input[type=file]").set_input_files(str(photo))
+    expect(page.get_by_role("heading", name=expected)).to_be_visible(timeout=60_000)
+    return browser, page
+
+
 def test_upload_caption_thumbs_down_and_correction_reach_the_database(
     ui_process, running_service, mongo_uri
 ):
@@ -103,14 +118,7 @@ def test_upload_caption_thumbs_down_and_correction_reach_the_database(
     ).json()["caption"]
     correction = "two dogs play in the snow <b>near</b> a fence"
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(url)
-        expect(page.get_by_text("Caption an image")).to_be_visible(timeout=60_000)
-        page.locator("input[type=file]").set_input_files(str(photo))
-        expect(page.get_by_role("heading", name=expected)).to_be_visible(timeout=60_000)
+        browser, page = upload(playwright, url, photo, expected)
         page.get_by_text("👎 No").click()
         page.get_by_label("A better caption (optional)").fill(correction)
         page.get_by_role("button", name="Send feedback").click()
@@ -136,7 +144,7 @@ def test_upload_caption_thumbs_down_and_correction_reach_the_database(
 def test_the_page_captions_a_real_photo_with_the_real_photo_model(
     real_service, mongo_uri, tmp_path
 ):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
 
     photo = REAL_PHOTOS / "img3.jpg"  # two dogs running on a beach
     with page_process(real_service, mongo_uri, tmp_path) as (url, _database, _port):
@@ -147,14 +155,7 @@ def test_the_page_captions_a_real_photo_with_the_real_photo_model(
         ).json()["caption"]
         assert "dog" in expected.split()
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-            )
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(url)
-            expect(page.get_by_text("Caption an image")).to_be_visible(timeout=60_000)
-            page.locator("input[type=file]").set_input_files(str(photo))
-            expect(page.get_by_role("heading", name=expected)).to_be_visible(timeout=60_000)
+            browser, page = upload(playwright, url, photo, expected)
             # The photo itself, drawn, not its placeholder (the README shows this screenshot).
             page.wait_for_function(
                 "() => [...document.images].some(i => i.complete && i.naturalWidth > 100)",
