@@ -101,7 +101,9 @@ def test_attention_weights_come_with_every_word(model_and_vocab):
 def test_evaluation_writes_scores_and_report(evaluation):
     result, out = evaluation
     scores = json.loads((out / "scores.json").read_text())
-    assert set(scores["corpus"]) == {"greedy", "beam3", "constant"}
+    assert set(scores["corpus"]) == {"greedy", "beam3", "constant", "nearest-neighbour"}
+    paired = scores["intervals"]["beam3 - nearest-neighbour"]
+    assert paired["low"] <= paired["mean"] <= paired["high"]
     for row in scores["corpus"].values():
         assert {"BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "correct"} <= set(row)
     per_image = json.loads((out / "per_image.json").read_text())

@@ -58,8 +58,10 @@ def test_export_loads_through_the_training_registry(store, known, tmp_path, t0):
         f"{red_up.image_sha256}.jpg": ["a red square", "a dark red square"],
         f"{unstored.image_sha256}.jpg": ["<script>alert(1)</script> three circles"],
     }
-    with pytest.raises(DatasetError, match="1 missing"):
-        load_dataset(spec, data_root=out)
+    partial = load_dataset(spec, data_root=out)  # the photos present, the missing counted
+    assert [ex.image_id for ex in partial.examples] == [f"{red_up.image_sha256}.jpg"]
+    with pytest.raises(DatasetError, match="1 of 2 photos missing"):
+        load_dataset(spec, data_root=out, require_all=True)
 
     missing = out / "coco" / "images" / f"{unstored.image_sha256}.jpg"
     assert (out / "coco" / "missing_images.txt").read_text() == f"{missing.name}\n"
