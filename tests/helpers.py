@@ -276,8 +276,14 @@ class ProcessServer:
 
     def __exit__(self, *exc) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
+            # SIGTERM first: a SIGKILLed uvicorn supervisor leaves its workers listening
+            # (seen after test_metrics_add_up_across_workers in a clean-clone run).
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
         if not self.log.closed:
             self.log.close()
 
