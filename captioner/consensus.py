@@ -19,6 +19,7 @@ document frequencies, ``k`` and ``weight``).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from collections import Counter
@@ -184,10 +185,15 @@ class ConsensusReranker:
         return cls(unit_rows(pooled(features)), words, dict(df), k, weight)
 
     def with_settings(self, k: int | None = None, weight: float | None = None) -> ConsensusReranker:
-        """The same photos with another ``k`` or ``weight`` (vectors are reused)."""
-        other = replace(
-            self, k=self.k if k is None else k, weight=self.weight if weight is None else weight
-        )
+        """The same photos with another ``k`` or ``weight``; the caption vectors are shared.
+
+        (``dataclasses.replace`` would rerun ``__post_init__`` and rebuild every vector.)
+        """
+        k = self.k if k is None else k
+        if not 1 <= k <= len(self.captions):
+            raise ConsensusError(f"k must be 1..{len(self.captions)}, got {k}")
+        other = copy.copy(self)
+        other.k, other.weight = k, self.weight if weight is None else weight
         return other
 
     def neighbours(self, feature: np.ndarray, k: int | None = None) -> np.ndarray:

@@ -113,3 +113,12 @@ def test_a_feature_of_the_wrong_size_is_refused():
         reranker().neighbours(np.zeros(5, np.float32))
     with pytest.raises(ConsensusError, match="k must be"):
         reranker(k=4)
+
+
+def test_other_settings_share_the_caption_vectors_and_are_checked():
+    r = reranker(k=1)
+    other = r.with_settings(k=2, weight=0.5)
+    assert (other.k, other.weight, r.k, r.weight) == (2, 0.5, 1, 0.0)
+    assert other._vectors is r._vectors
+    with pytest.raises(ConsensusError, match="k must be"):
+        r.with_settings(k=9)
