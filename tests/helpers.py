@@ -298,3 +298,113 @@ def metric_value(text: str, name: str, **labels: str) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 total += sample.value
     return total
+
+
+class ArchiveServer:
+    """A real HTTP server on loopback that serves files with ``Range`` support, like a mirror.
+
+    Every request is logged (path, ``Range`` header, status, body bytes sent). Faults a
+    test can turn on: ``rate`` (bytes/s, to catch a download halfway), ``drop_after``
+    (close the connection after that many body bytes), ``status`` (answer every request
+    with it), ``ranges=False`` (ignore ``Range``, as some servers do).
+    """
+
+    def __init__(self, files: dict[str, bytes]):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.files = files
+        self.log: list[dict] = []
+        self.rate: float | None = None
+        self.drop_after: int | None = None
+        self.status: int | None = None
+        self.ranges = True
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                entry = {"path": self.path, "range": self.headers.get("Range"), "sent": 0}
+                try:
+                    owner._answer(self, entry)
+                except (BrokenPipeError, ConnectionResetError):
+                    entry["broken"] = True
+                finally:
+                    owner.log.append(entry)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def _answer(self, handler, entry: dict) -> None:
+        import re
+        import time
+
+        body = self.files.get(handler.path.lstrip("/"))
+        if self.status is not None or body is None:
+            entry["status"] = self.status or 404
+            handler.send_error(entry["status"])
+            return
+        start = 0
+        wanted = re.fullmatch(r"bytes=(\d+)-", entry["range"] or "")
+        if wanted and self.ranges:
+            start = int(wanted.group(1))
+            if start >= len(body):
+                entry["status"] = 416
+                handler.send_response(416)
+                handler.send_header("Content-Range", f"bytes */{len(body)}")
+                handler.send_header("Content-Length", "0")
+                handler.end_headers()
+                return
+            entry["status"] = 206
+            handler.send_response(206)
+            handler.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            entry["status"] = 200
+            handler.send_response(200)
+        handler.send_header("Content-Length", str(len(body) - start))
+        handler.send_header("Accept-Ranges", "bytes" if self.ranges else "none")
+        handler.end_headers()
+        chunk = 32 * 1024
+        for offset in range(start, len(body), chunk):
+            piece = body[offset : offset + chunk]
+            if self.drop_after is not None and entry["sent"] + len(piece) > self.drop_after:
+                piece = piece[: self.drop_after - entry["sent"]]
+                handler.wfile.write(piece)
+                entry["sent"] += len(piece)
+                handler.close_connection = True
+                entry["dropped"] = True
+                return
+            handler.wfile.write(piece)
+            handler.wfile.flush()
+            entry["sent"] += len(piece)
+            if self.rate:
+                time.sleep(len(piece) / self.rate)
+
+    def __enter__(self) -> ArchiveServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
+def offline_env(**extra: str) -> dict[str, str]:
+    """The environment with every proxy variable on a closed loopback port, loopback exempt.
+
+    A subprocess started with it (httpx, urllib, requests all read these) can reach
+    loopback and nothing else: a download from the internet fails at once.
+    """
+    import os
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if k.lower() not in {"no_proxy"}}
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        env[name] = env[name.lower()] = dead
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    return {**env, **extra}

@@ -24,6 +24,31 @@ def default_data_root() -> Path:
     return shared if shared.is_dir() else Path("data")
 
 
+class DataSettings(BaseSettings):
+    """Where datasets live and where ``captioner data fetch`` gets them; ``CAPTIONER_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="CAPTIONER_", extra="ignore")
+
+    data_root: Path = Field(
+        default_factory=default_data_root,
+        description="where real datasets live; default ../shared/data beside the checkout, or data",
+    )
+    data_mirror: str | None = Field(
+        None,
+        description="a base URL or a local folder holding the archives under their file names, "
+        "used instead of the sources table's URLs (a proxy, a company copy)",
+    )
+    data_sources: Path | None = Field(
+        None, description="another sources table in the form of training/datasets/sources.toml"
+    )
+    fetch_retries: int = Field(
+        3, ge=0, description="further attempts per URL after a dropped connection or a 5xx"
+    )
+    keep_archives: bool = Field(
+        False, description="keep downloaded archives in DATA_ROOT/.downloads after unpacking"
+    )
+
+
 class TrainSettings(BaseSettings):
     """How to train one model. Every field is also a ``CAPTIONER_<FIELD>`` variable."""
 

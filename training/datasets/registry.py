@@ -17,6 +17,7 @@ present, or when ``require_all`` asks for every photo.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from training.datasets.base import CaptionDataset, DatasetError, Example, sample
@@ -110,6 +111,38 @@ def load_dataset(
 
         check(picked)
     return CaptionDataset(spec.name, spec.split, picked)
+
+
+@dataclass(frozen=True)
+class Survey:
+    """What of one split is on disk: the split's size and the examples whose photo is there."""
+
+    spec: DatasetSpec
+    total: int
+    present: CaptionDataset
+    missing: list[str]
+
+    @property
+    def captions(self) -> int:
+        return sum(len(ex.captions) for ex in self.present.examples)
+
+
+def survey(spec: DatasetSpec | str, data_root: Path) -> Survey:
+    """How much of SPEC's split is present under DATA_ROOT, without refusing a partial one.
+
+    Raises:
+        DatasetError: the split's caption files are missing or malformed.
+    """
+    everything = load_dataset(spec, data_root, check_images=False)
+    spec = parse_spec(str(spec), DATASETS) if isinstance(spec, str) else spec
+    present, missing = [], []
+    for ex in everything.examples:
+        if ex.path is None or ex.path.is_file():
+            present.append(ex)
+        else:
+            missing.append(ex.image_id)
+    dataset = CaptionDataset(everything.name, everything.split, present, everything.render)
+    return Survey(spec, len(everything), dataset, missing)
 
 
 def present_photos(examples: list[Example], what: str, require_all: bool = False) -> list[Example]:

@@ -1,0 +1,385 @@
+"""``captioner data fetch NAME``: download, verify and unpack a dataset under the data root.
+
+For each part of the dataset (see ``sources.toml``), in order:
+
+1. **Present already?** A record in ``DATA_ROOT/.fetched/`` that matches the table,
+   with every ``expect`` path in place, means there is nothing to do. A copy that a
+   user laid out by hand (every ``expect`` path there, no record) is used as it is.
+2. **Download** into ``DATA_ROOT/.downloads/FILE.part``, resuming what an earlier run
+   left (:mod:`training.datasets.download`); or take ``FILE`` from a local mirror
+   folder. Nothing is unpacked before the size and every published digest match.
+3. **Unpack atomically:** once every archive the dataset lacks is downloaded and
+   verified, the members that ``take`` names are written under a hidden
+   ``DATA_ROOT/.staging-PID`` folder and every ``expect`` path is checked there; only
+   then is each destination renamed into place (a ``rename`` on the same file
+   system). A failure anywhere before leaves no new destination: never a dataset
+   with its captions and without its photos. The loaders never read ``.staging-*``.
+4. **Record** what was unpacked and from which file (its sha256), then delete the
+   archive unless ``keep_archives``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import IO, Literal
+
+from tqdm import tqdm
+
+from training.datasets.download import FetchError, download, human_bytes, verify
+from training.datasets.sources import Archive, Manual, Part, Sources
+
+log = logging.getLogger(__name__)
+
+DOWNLOADS = ".downloads"
+RECORDS = ".fetched"
+STAGING = ".staging-"
+_JUNK = ("__MACOSX", ".DS_Store")
+
+
+@dataclass(frozen=True)
+class PartResult:
+    """What one part needed: ``fetched`` now, ``present`` from an earlier fetch, or
+    ``in place`` (laid out by hand)."""
+
+    archive: str
+    status: Literal["fetched", "present", "in place"]
+    sha256: str | None = None
+    downloaded: int = 0
+    pinned: bool = False  # the table has no digest: this sha256 was pinned by this run
+
+
+@dataclass
+class FetchResult:
+    dataset: str
+    data_root: Path
+    parts: list[PartResult] = field(default_factory=list)
+    manual: list[Manual] = field(default_factory=list)  # still to be done by hand
+
+    @property
+    def downloaded(self) -> int:
+        return sum(p.downloaded for p in self.parts)
+
+
+def fetch(
+    name: str,
+    data_root: str | os.PathLike[str],
+    sources: Sources,
+    *,
+    mirror: str | None = None,
+    retries: int = 3,
+    keep_archives: bool = False,
+    progress: bool = True,
+) -> FetchResult:
+    """Make dataset NAME present under DATA_ROOT (see the module docstring).
+
+    Args:
+        name: a dataset of SOURCES.
+        data_root: where datasets live.
+        sources: the table (:func:`training.datasets.sources.load_sources`).
+        mirror: a base URL or a local folder holding the archives under their
+            ``file`` names; used instead of the table's URLs.
+        retries: further attempts per URL after a transient failure.
+        keep_archives: keep downloaded archives in ``DATA_ROOT/.downloads``.
+        progress: draw progress bars.
+
+    Raises:
+        FetchError: a download, check or unpack failed; nothing partial is left in
+            place (a ``.part`` download is kept for the next run to resume).
+    """
+    dataset = sources.dataset(name)
+    root = Path(data_root)
+    try:
+        (root / DOWNLOADS).mkdir(parents=True, exist_ok=True)
+        (root / RECORDS).mkdir(exist_ok=True)
+    except OSError as exc:
+        raise FetchError(f"cannot write under the data root {root}: {exc}") from None
+    _remove_stale_staging(root)
+    done = {
+        p.archive: _already_done(name, p, sources.archives[p.archive], root) for p in dataset.parts
+    }
+    todo = [p for p in dataset.parts if done[p.archive] is None]
+    with contextlib.ExitStack() as stack:
+        for file in sorted({sources.archives[p.archive].file for p in todo}):
+            stack.enter_context(_lock(root / DOWNLOADS / f"{file}.lock"))
+        obtained = {
+            p.archive: _obtain(sources.archives[p.archive], root, mirror, retries, progress)
+            for p in todo
+        }
+        _unpack({a: o[0] for a, o in obtained.items()}, todo, root, progress)
+        for part in todo:
+            done[part.archive] = _record(name, part, sources.archives[part.archive], root,
+                                         *obtained[part.archive][:3])  # fmt: skip
+        for path, _, _, ours in obtained.values():
+            if ours and not keep_archives:
+                path.unlink(missing_ok=True)
+    result = FetchResult(name, root, [r for r in done.values() if r is not None])
+    result.manual = [m for m in dataset.manual if not _all_exist(root, m.expect)]
+    return result
+
+
+def _record_path(root: Path, name: str, part: Part) -> Path:
+    return root / RECORDS / f"{name}--{part.archive}.json"
+
+
+def _already_done(name: str, part: Part, archive: Archive, root: Path) -> PartResult | None:
+    """The part's result when there is nothing to do; None when it must be fetched.
+
+    Raises:
+        FetchError: a destination exists but is not a whole copy (nothing is
+            downloaded then), or it was fetched from another archive than the table's.
+    """
+    record = _read_record(_record_path(root, name, part))
+    if _all_exist(root, part.expect):
+        if record is None:
+            log.info("%s: %s is in place already (not fetched by captioner)", name, part.archive)
+            return PartResult(part.archive, "in place")
+        _check_record(record, archive, part, _record_path(root, name, part))
+        return PartResult(part.archive, "present", record["sha256"])
+    blocking = [d for d in part.take.values() if (root / d).exists()]
+    if blocking:
+        missing = [p for p in part.expect if not (root / p).exists()]
+        raise FetchError(
+            f"{root / blocking[0]} exists but lacks {missing[0]}: it is not a whole copy "
+            f"of {archive.file}. Move it away and run again."
+        )
+    return None
+
+
+def _record(
+    name: str, part: Part, archive: Archive, root: Path, path: Path, downloaded: int,
+    digests: dict[str, str],
+) -> PartResult:  # fmt: skip
+    """Write what was put in place, and from which file, beside the dataset."""
+    _write_json(
+        _record_path(root, name, part),
+        {
+            "archive": part.archive,
+            "file": archive.file,
+            "size": path.stat().st_size,
+            **digests,
+            "take": part.take,
+            "expect": list(part.expect),
+            "fetched_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+    )
+    pinned = not archive.digests
+    if pinned:
+        log.warning(
+            "%s has no published digest; its sha256 is pinned now: sha256 = \"%s\" "
+            "(add it to the table's [archives.%s])", archive.file, digests["sha256"], part.archive,
+        )  # fmt: skip
+    return PartResult(part.archive, "fetched", digests["sha256"], downloaded, pinned)
+
+
+def _obtain(
+    archive: Archive, root: Path, mirror: str | None, retries: int, progress: bool
+) -> tuple[Path, int, dict[str, str], bool]:
+    """The verified archive: (path, bytes downloaded now, digests, whether it is ours to delete)."""
+    local = _local_mirror(mirror)
+    if local is not None:
+        path = local / archive.file
+        if not path.is_file():
+            raise FetchError(f"the mirror folder {local} has no {archive.file}")
+        return path, 0, verify(path, archive.size, archive.digests, progress), False
+    path = root / DOWNLOADS / archive.file
+    if path.is_file():  # kept by an earlier run with keep_archives
+        return path, 0, verify(path, archive.size, archive.digests, progress), True
+    part = path.with_name(path.name + ".part")
+    before = part.stat().st_size if part.exists() else 0
+    if archive.size is not None:
+        free = shutil.disk_usage(root).free
+        needed = (archive.size - before) + archive.size  # the rest, then its unpacked copy
+        if free < needed:
+            raise FetchError(
+                f"{archive.file} needs about {human_bytes(needed)} free under {root} "
+                f"(download and unpack), and {human_bytes(free)} are free"
+            )
+    urls = [f"{mirror.rstrip('/')}/{archive.file}"] if mirror else list(archive.urls)
+    log.info("%s: downloading%s from %s", archive.file,
+             f" ({human_bytes(archive.size)})" if archive.size else "", urls[0])  # fmt: skip
+    digests = download(
+        urls, path, size=archive.size, digests=archive.digests, retries=retries, progress=progress
+    )
+    return path, path.stat().st_size - before, digests, True
+
+
+def _local_mirror(mirror: str | None) -> Path | None:
+    if not mirror:
+        return None
+    if mirror.startswith("file://"):
+        return Path(mirror.removeprefix("file://"))
+    if "://" in mirror:
+        return None
+    return Path(mirror)
+
+
+def _unpack(paths: dict[str, Path], parts: list[Part], root: Path, progress: bool) -> None:
+    """Unpack every part's members and check them all, then put them all in place."""
+    staging = root / f"{STAGING}{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        for part in parts:
+            path = paths[part.archive]
+            counts = _extract(path, part.take, staging, progress)
+            empty = [member or "(everything)" for member, count in counts.items() if not count]
+            if empty:
+                raise FetchError(f"{path.name} has no member {empty[0]!r} that the table takes")
+            missing = [p for p in part.expect if not (staging / p).exists()]
+            if missing:
+                raise FetchError(
+                    f"{path.name} unpacked, but {missing[0]} is not in it where the table "
+                    f"expects; nothing was put in place. It holds: {', '.join(_top(path))}"
+                )
+        for part in parts:
+            for destination in part.take.values():
+                (root / destination).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staging / destination, root / destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _extract(path: Path, take: dict[str, str], staging: Path, progress: bool) -> dict[str, int]:
+    """Write the members TAKE names under STAGING; files written per member."""
+    counts = dict.fromkeys(take, 0)
+    with _open_archive(path) as members:
+        chosen = [(m, target) for m in members if (target := _target(m[0], take, counts))]
+        with tqdm(
+            total=sum(m[1] for m, _ in chosen),
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=f"unpack {path.name}",
+            disable=not progress,
+        ) as bar:
+            for (_, size, opener), target in chosen:
+                out = staging / target
+                out.parent.mkdir(parents=True, exist_ok=True)
+                with opener() as source, out.open("wb") as sink:
+                    shutil.copyfileobj(source, sink, 1 << 20)
+                bar.update(size)
+    return counts
+
+
+@contextlib.contextmanager
+def _open_archive(path: Path) -> Iterator[list[tuple[str, int, object]]]:
+    """(name, size, opener) of every regular file in a zip or tar archive."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                yield [
+                    (i.filename, i.file_size, lambda i=i: zf.open(i))
+                    for i in zf.infolist()
+                    if not i.is_dir()
+                ]
+        elif tarfile.is_tarfile(path):
+            with tarfile.open(path) as tf:
+                yield [(m.name, m.size, lambda m=m: _tar_member(tf, m)) for m in tf if m.isfile()]
+        else:
+            raise FetchError(f"{path} is neither a zip nor a tar archive")
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
+        raise FetchError(f"{path.name} is a damaged archive: {exc}") from None
+
+
+def _tar_member(tf: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
+    source = tf.extractfile(member)
+    assert source is not None  # regular files always have a body
+    return source
+
+
+def _target(name: str, take: dict[str, str], counts: dict[str, int]) -> str | None:
+    """Where member NAME goes under the staging folder, or None when not taken."""
+    pure = PurePosixPath(name.removeprefix("./"))
+    junk = any(p in _JUNK or p.startswith("._") for p in pure.parts)
+    if junk or pure.is_absolute() or ".." in pure.parts:
+        return None
+    for member, destination in take.items():
+        if not member:
+            relative = str(pure)
+        elif str(pure) == member:
+            relative = ""
+        elif pure.parts[: len(PurePosixPath(member).parts)] == PurePosixPath(member).parts:
+            relative = str(pure.relative_to(member))
+        else:
+            continue
+        counts[member] += 1
+        return str(PurePosixPath(destination) / relative) if relative else destination
+    return None
+
+
+def _top(path: Path) -> list[str]:
+    with _open_archive(path) as members:
+        tops = sorted({PurePosixPath(m[0]).parts[0] for m in members if m[0]})
+    return tops[:8] + (["..."] if len(tops) > 8 else [])
+
+
+def _check_record(record: dict, archive: Archive, part: Part, where: Path) -> None:
+    """A record of another archive or layout than the table's means a stale copy."""
+    stale = [k for k, v in archive.digests.items() if record.get(k) not in (None, v)]
+    if stale or record.get("take") != part.take:
+        raise FetchError(
+            f"{where} records a copy from another {archive.file} (or another layout) than the "
+            "sources table names; move its destinations and that record away to fetch again"
+        )
+
+
+def _all_exist(root: Path, paths: tuple[str, ...]) -> bool:
+    return all((root / p).exists() for p in paths)
+
+
+def _read_record(path: Path) -> dict | None:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and "sha256" in record else None
+
+
+def _write_json(path: Path, value: object) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(value, indent=2))
+    os.replace(temporary, path)
+
+
+def _remove_stale_staging(root: Path) -> None:
+    """Staging folders left by a run that was killed (its pid no longer runs)."""
+    for folder in root.glob(f"{STAGING}*"):
+        pid = folder.name.removeprefix(STAGING)
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    """One fetch at a time per archive file: two writers would interleave one ``.part``."""
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FetchError(
+                f"another `captioner data fetch` is downloading {path.stem} under {path.parent}"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
