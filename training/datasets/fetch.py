@@ -28,7 +28,7 @@ import os
 import shutil
 import tarfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -272,7 +272,7 @@ def _extract(path: Path, take: dict[str, str], staging: Path, progress: bool) ->
 
 
 @contextlib.contextmanager
-def _open_archive(path: Path) -> Iterator[list[tuple[str, int, object]]]:
+def _open_archive(path: Path) -> Iterator[list[tuple[str, int, Callable[[], IO[bytes]]]]]:
     """(name, size, opener) of every regular file in a zip or tar archive."""
     try:
         if zipfile.is_zipfile(path):
