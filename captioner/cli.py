@@ -220,7 +220,7 @@ def data_fetch(
         for step in result.manual:
             click.echo(f"\nTo do by hand, {step.what}:\n{step.text(result.data_root)}", err=True)
         raise click.ClickException(f"{name} is not complete: {len(result.manual)} step(s) by hand")
-    loader = {"flickr8k-karpathy": "flickr8k"}.get(name, name)
+    loader = {"flickr8k-karpathy": "flickr8k"}.get(result.dataset, result.dataset)
     click.echo(
         f"check it: captioner data --dataset '{loader}[train]' --data-root {result.data_root}"
     )

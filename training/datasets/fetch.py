@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -278,13 +279,17 @@ def _open_archive(path: Path) -> Iterator[list[tuple[str, int, Callable[[], IO[b
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as zf:
                 yield [
-                    (i.filename, i.file_size, lambda i=i: zf.open(i))
+                    (i.filename, i.file_size, functools.partial(zf.open, i))
                     for i in zf.infolist()
                     if not i.is_dir()
                 ]
         elif tarfile.is_tarfile(path):
             with tarfile.open(path) as tf:
-                yield [(m.name, m.size, lambda m=m: _tar_member(tf, m)) for m in tf if m.isfile()]
+                yield [
+                    (m.name, m.size, functools.partial(_tar_member, tf, m))
+                    for m in tf
+                    if m.isfile()
+                ]
         else:
             raise FetchError(f"{path} is neither a zip nor a tar archive")
     except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
