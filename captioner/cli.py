@@ -232,12 +232,13 @@ def train(**options: object) -> None:
     """Train a model (or resume the run in --run-dir)."""
     from training.checkpoints import CheckpointError
     from training.datasets.base import DatasetError
+    from training.encoders import EncoderError
     from training.ensemble import train_model as run_training
 
     settings = _settings(options)
     try:
         result = run_training(settings, progress=sys.stderr.isatty())
-    except (CheckpointError, DatasetError) as exc:
+    except (CheckpointError, DatasetError, EncoderError) as exc:
         _fail(exc)
     click.echo(
         f"model: {result.model_dir} ({result.state.stopped}; best val CIDEr "

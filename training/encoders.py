@@ -18,20 +18,21 @@ Pretrained weights never come from the network. ``weights`` is one of:
 * a path to a ``.h5`` or ``.weights.h5`` file holding the backbone's weights
   without the classifier (Keras's ``*_notop.h5`` file, or what
   :func:`build_backbone` ``(...).save_weights`` wrote).
-* ``"imagenet"``: Keras's own notop file, which must already be in the Keras cache,
-  ``$KERAS_HOME/models/`` (``~/.keras/models/`` when ``KERAS_HOME`` is unset), under
-  Keras's file name, e.g. ``xception_weights_tf_dim_ordering_tf_kernels_notop.h5``.
-  To get it, on a machine with internet run
-  ``python -c "import keras; keras.applications.Xception(include_top=False)"``
-  (any input size; the file is the same) and copy the file from that machine's
-  ``~/.keras/models/`` to this one's. A missing file raises :class:`EncoderError`
-  naming the path it expected.
+* ``"imagenet"``: Keras's own notop file in the Keras cache, ``$KERAS_HOME/models/``
+  (``~/.keras/models/`` when ``KERAS_HOME`` is unset), under Keras's file name, e.g.
+  ``xception_weights_tf_dim_ordering_tf_kernels_notop.h5``. When it is not there,
+  Keras downloads it, exactly as ``keras.applications.Xception(weights="imagenet")``
+  does for any Keras user (its URL, its hash check, its cache). Without a network
+  that fails at once, before Keras tries: a one-second probe of Keras's download
+  host comes first, and :class:`EncoderError` names the file Keras wants and the
+  folder to put it in (copied from a machine with internet).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 import warnings
 from collections.abc import Sequence
@@ -45,6 +46,13 @@ from keras import layers
 from captioner.images import Preprocessing, Scaling
 
 Output = Literal["pooled", "grid"]
+
+# Where every keras.applications weights file is downloaded from (the modules'
+# BASE_WEIGHTS_PATH and friends); probed before Keras is asked to download.
+KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/keras-applications/"
+PROBE_SECONDS = 0.8  # per phase (connect, read): a silent network fails in under 1 s
+
+log = logging.getLogger(__name__)
 
 
 class EncoderError(ValueError):
@@ -263,8 +271,9 @@ def build_encoder(
         name: ``small_cnn`` or a key of :data:`APPLICATIONS`.
         output: ``pooled`` ([B, D]) or ``grid`` ([B, h*w, C]).
         input_size: image side; the encoder's default when omitted.
-        weights: ``None``/``"random"``, ``"imagenet"`` (from the Keras cache only) or
-            a path to a weights file; see the module docstring.
+        weights: ``None``/``"random"``, ``"imagenet"`` (the Keras cache; Keras
+            downloads what is missing) or a path to a weights file; see the module
+            docstring.
         trainable: whether the encoder's weights train with the decoder.
             keras.applications backbones always run BatchNorm in inference mode.
 
@@ -311,7 +320,7 @@ def load_backbone_weights(
     weights: str | os.PathLike[str],
     input_size: int | None = None,
 ) -> None:
-    """Load ``"imagenet"`` (from the Keras cache) or a weights file into BACKBONE.
+    """Load ``"imagenet"`` (the Keras cache, downloaded by Keras) or a weights file.
 
     Raises:
         EncoderError: the file is missing, has the wrong suffix or does not fit.
@@ -334,19 +343,17 @@ def load_backbone_weights(
 def resolve_weights(
     name: str, weights: str | os.PathLike[str], input_size: int | None = None
 ) -> Path:
-    """The local file that WEIGHTS names for encoder NAME; never downloads."""
+    """The local file that WEIGHTS names for encoder NAME.
+
+    ``"imagenet"`` missing from the Keras cache is downloaded by Keras (see the module
+    docstring); nothing else is ever downloaded.
+    """
     if str(weights) == "imagenet":
         if name == SMALL_CNN:
             raise EncoderError("small_cnn has no pretrained weights; it trains end to end")
         path = keras_cache_dir() / _notop_file(name, input_size)
         if not path.is_file():
-            raise EncoderError(
-                f"ImageNet weights for {name} are not in the Keras cache: expected {path}. "
-                "This machine has no internet access, so they are not downloaded. On a "
-                'machine with internet run `python -c "import keras; keras.applications.'
-                f'{APPLICATIONS[name].constructor}(include_top=False)"` and copy '
-                f"~/.keras/models/{path.name} to {path.parent}/, or pass a weights file path."
-            )
+            _keras_download(name, input_size, path)
         return path
     path = Path(weights).expanduser()
     if not path.name.endswith((".h5", ".hdf5")):
@@ -356,6 +363,39 @@ def resolve_weights(
     if not path.is_file():
         raise EncoderError(f"weights file {path} does not exist")
     return path
+
+
+def _keras_download(name: str, input_size: int | None, path: Path) -> None:
+    """Let Keras download its ImageNet notop file into its cache, or fail at once offline."""
+    app = APPLICATIONS[name]
+    by_hand = (
+        f"Keras wants {path.name} in {path.parent}/: on a machine with internet run "
+        f'`python -c "import keras; keras.applications.{app.constructor}(include_top=False)"` '
+        f"and copy ~/.keras/models/{path.name} from there, or pass a weights file path."
+    )
+    try:
+        import httpx
+
+        httpx.head(KERAS_ORIGIN, timeout=PROBE_SECONDS)  # any answer means reachable
+    except (ImportError, httpx.HTTPError, OSError) as exc:
+        raise EncoderError(
+            f"ImageNet weights for {name} are not in the Keras cache, and Keras cannot "
+            f"download them: {KERAS_ORIGIN} is unreachable ({exc or type(exc).__name__}). "
+            + by_hand
+        ) from None
+    size = preprocessing_for(name, input_size).height
+    log.info("%s: downloading ImageNet weights with Keras into %s", name, path.parent)
+    constructor = getattr(keras.applications, app.constructor)
+    try:
+        constructor(include_top=False, weights="imagenet", input_shape=(size, size, 3))
+    except Exception as exc:  # Keras raises several kinds (URL, HTTP, hash) for a download
+        raise EncoderError(f"Keras could not download ImageNet weights for {name}: {exc}. "
+                           + by_hand) from exc  # fmt: skip
+    if not path.is_file():
+        raise EncoderError(
+            f"Keras downloaded the ImageNet weights for {name}, but not into {path.parent} "
+            "(KERAS_HOME changed after Keras was imported?). " + by_hand
+        )
 
 
 def weights_id(

@@ -56,7 +56,7 @@ def _inputs(
     spec = config.preprocessing()
     if settings.encoder_trainable:
         return preprocess_images(dataset, spec, progress), "images"
-    from training.encoders import build_encoder
+    from training.encoders import build_encoder, weights_id
     from training.features import FeatureCache
 
     encoder = build_encoder(
@@ -65,7 +65,7 @@ def _inputs(
     cache = FeatureCache(
         settings.run_dir.parent / "features",
         config.encoder,
-        settings.encoder_weights or "random",
+        weights_id(config.encoder, settings.encoder_weights, config.input_size),
         spec,
         config.feature_output,
     )

@@ -59,3 +59,25 @@ def test_the_grid_for_attention_is_seven_by_seven_positions(pooled):
 def test_weights_for_another_backbone_are_refused():
     with pytest.raises(EncoderError, match="do not fit"):
         build_encoder("resnet50", "pooled", weights=MOBILENET_WEIGHTS)
+
+
+def test_imagenet_from_the_keras_cache_is_the_real_encoder(tmp_path, monkeypatch):
+    """The shared weights, saved as Keras's own notop file into a Keras cache, load with
+    ``weights="imagenet"`` and know the dog: the stand-in for Keras's download."""
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    from training.encoders import build_backbone, load_backbone_weights
+
+    backbone = build_backbone("mobilenet_v2")
+    load_backbone_weights(backbone, "mobilenet_v2", MOBILENET_WEIGHTS)
+    cache = tmp_path / "models"
+    cache.mkdir()
+    keras_file = cache / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+    with h5py.File(keras_file, "w") as f:  # the layout of Keras's downloadable files
+        legacy_h5_format.save_weights_to_hdf5_group(f, backbone)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    encoder = build_encoder("mobilenet_v2", "pooled", weights="imagenet")
+    (label, probability), *_ = classify(encoder, REAL_PHOTOS / "img7.jpg")
+    assert label == "Border collie"
+    assert probability == pytest.approx(0.76, abs=0.05)

@@ -109,14 +109,38 @@ def test_unknown_name_and_output():
         build_encoder("small_cnn", "grid", input_size=8)
 
 
-def test_imagenet_needs_the_cached_file(tmp_path, monkeypatch):
+@pytest.fixture
+def silent_network(monkeypatch):
+    """Keras's download host replaced by a loopback socket that never answers: the worst
+    offline case (connected, then nothing), without reaching beyond loopback."""
+    import socket
+
+    from training import encoders
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()  # connections queue in the backlog; nothing ever reads them
+    monkeypatch.setattr(encoders, "KERAS_ORIGIN", f"http://127.0.0.1:{listener.getsockname()[1]}/")
+    yield
+    listener.close()
+
+
+def test_imagenet_offline_fails_at_once_naming_the_file_and_folder(
+    tmp_path, monkeypatch, silent_network
+):
+    import time
+
+    from training.encoders import resolve_weights
+
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    expected = (
-        tmp_path / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_96_no_top.h5"
-    )
+    start = time.perf_counter()
     with pytest.raises(EncoderError) as error:
-        build_encoder("mobilenet_v2", "pooled", input_size=96, weights="imagenet")
-    assert str(expected) in str(error.value) and "internet" in str(error.value)
+        resolve_weights("mobilenet_v2", "imagenet", 96)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 1.0, f"took {elapsed:.2f} s"
+    message = str(error.value)
+    assert f"Keras wants {MOBILENET_96} in {tmp_path / 'models'}/" in message
+    assert "unreachable" in message and "keras.applications.MobileNetV2" in message
     with pytest.raises(EncoderError, match="no pretrained weights"):
         build_encoder("small_cnn", "pooled", weights="imagenet")
 
