@@ -76,10 +76,28 @@ def mongo_uri(tmp_path_factory) -> Iterator[str]:
         yield local.uri
 
 
+def pytest_configure(config):
+    """Keep this process on loopback for the whole session (tests.helpers.LoopbackOnly)."""
+    from urllib.parse import urlsplit
+
+    from tests.helpers import LoopbackOnly
+
+    external = urlsplit(os.environ["MONGODB_URI"]).hostname if "MONGODB_URI" in os.environ else None
+    config.loopback_guard = LoopbackOnly(allowed=(external,) if external else ()).install()
+
+
 def pytest_sessionfinish(session, exitstatus):
     """Fail the run if a test left a ``captioner serve`` process running (it would hold a
-    port and a core after the suite, on a developer's machine and in CI)."""
+    port and a core after the suite, on a developer's machine and in CI), or if anything
+    in this process tried to leave loopback (even where a library swallowed the error)."""
     from tests.helpers import ProcessServer
+
+    guard = session.config.loopback_guard
+    guard.uninstall()
+    if guard.attempts:
+        print(f"\nthe suite tried to leave loopback {len(guard.attempts)} time(s): "
+              f"{', '.join(sorted(set(guard.attempts))[:10])}")  # fmt: skip
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     leaked = [p for p in ProcessServer.started if p.poll() is None]
     for process in leaked:

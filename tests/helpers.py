@@ -408,3 +408,75 @@ def offline_env(**extra: str) -> dict[str, str]:
         env[name] = env[name.lower()] = dead
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     return {**env, **extra}
+
+
+class LoopbackOnly:
+    """Refuses, and records, every connection and name lookup of this process that would
+    leave loopback: the suite downloads nothing and talks to no outside host.
+
+    Installed for the whole session by ``tests/conftest.py``; subprocesses that could
+    download run with :func:`offline_env`. ``allowed`` names hosts that are part of the
+    test set-up itself (the host of an external ``MONGODB_URI``).
+    """
+
+    def __init__(self, allowed: tuple[str, ...] = ()):
+        import socket
+
+        self.allowed = {"localhost", "", None, socket.gethostname(), *allowed}
+        self.attempts: list[str] = []
+        self._originals = (socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo)
+
+    def _loopback(self, host) -> bool:
+        import ipaddress
+
+        if host in self.allowed:
+            return True
+        try:
+            return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+        except ValueError:
+            return False
+
+    def _check_address(self, sock, address) -> None:
+        import socket
+
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and not self._loopback(address[0]):
+            self.attempts.append(f"connect {address[0]}:{address[1]}")
+            raise OSError(f"the test suite stays on loopback: connect to {address} refused")
+
+    def install(self) -> LoopbackOnly:
+        import socket
+
+        connect, connect_ex, getaddrinfo = self._originals
+        guard = self
+
+        def guarded_connect(sock, address):
+            guard._check_address(sock, address)
+            return connect(sock, address)
+
+        def guarded_connect_ex(sock, address):
+            guard._check_address(sock, address)
+            return connect_ex(sock, address)
+
+        def guarded_getaddrinfo(host, *args, **kwargs):
+            name = host.decode() if isinstance(host, bytes) else host
+            if not guard._loopback(name):
+                try:  # an IP literal is checked when it connects
+                    import ipaddress
+
+                    ipaddress.ip_address(str(name))
+                except ValueError:
+                    guard.attempts.append(f"resolve {name}")
+                    raise socket.gaierror(
+                        socket.EAI_NONAME, f"the test suite stays on loopback: {name} not resolved"
+                    ) from None
+            return getaddrinfo(host, *args, **kwargs)
+
+        socket.socket.connect = guarded_connect  # type: ignore[method-assign]
+        socket.socket.connect_ex = guarded_connect_ex  # type: ignore[method-assign]
+        socket.getaddrinfo = guarded_getaddrinfo
+        return self
+
+    def uninstall(self) -> None:
+        import socket
+
+        socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = self._originals

@@ -50,7 +50,9 @@ Output = Literal["pooled", "grid"]
 # Where every keras.applications weights file is downloaded from (the modules'
 # BASE_WEIGHTS_PATH and friends); probed before Keras is asked to download.
 KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/keras-applications/"
-PROBE_SECONDS = 0.8  # per phase (connect, read): a silent network fails in under 1 s
+# A machine offline fails to connect (no name, no route, packets dropped): that is
+# what the probe waits for, at most this long. Once connected, an answer may be slow.
+PROBE_SECONDS = 0.6
 
 log = logging.getLogger(__name__)
 
@@ -376,7 +378,8 @@ def _keras_download(name: str, input_size: int | None, path: Path) -> None:
     try:
         import httpx
 
-        httpx.head(KERAS_ORIGIN, timeout=PROBE_SECONDS)  # any answer means reachable
+        # Any answer means reachable, whatever its status.
+        httpx.head(KERAS_ORIGIN, timeout=httpx.Timeout(10.0, connect=PROBE_SECONDS))
     except (ImportError, httpx.HTTPError, OSError) as exc:
         raise EncoderError(
             f"ImageNet weights for {name} are not in the Keras cache, and Keras cannot "

@@ -111,17 +111,27 @@ def test_unknown_name_and_output():
 
 @pytest.fixture
 def silent_network(monkeypatch):
-    """Keras's download host replaced by a loopback socket that never answers: the worst
-    offline case (connected, then nothing), without reaching beyond loopback."""
+    """Keras's download host replaced by a loopback port whose listen backlog is full, so
+    the kernel drops new connections' SYNs: the worst offline case (a network that
+    swallows packets, so only a timeout ends the wait), without leaving loopback."""
     import socket
 
     from training import encoders
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
-    listener.listen()  # connections queue in the backlog; nothing ever reads them
-    monkeypatch.setattr(encoders, "KERAS_ORIGIN", f"http://127.0.0.1:{listener.getsockname()[1]}/")
+    listener.listen(0)
+    address = listener.getsockname()
+    queued = []
+    for _ in range(4):  # fill the backlog; nothing ever accepts
+        sock = socket.socket()
+        sock.setblocking(False)
+        sock.connect_ex(address)
+        queued.append(sock)
+    monkeypatch.setattr(encoders, "KERAS_ORIGIN", f"http://127.0.0.1:{address[1]}/")
     yield
+    for sock in queued:
+        sock.close()
     listener.close()
 
 
