@@ -133,7 +133,7 @@ class FeatureCache:
             log.info(
                 "%s %s features of %d images in %.1f s: %.1f images/s (batch %d, %s threads)",
                 self.encoder_name, self.output, len(order), seconds, len(order) / seconds,
-                batch_size, "tf.data-tuned" if threads == 0 else threads or default_threads(),
+                batch_size, threads if threads is not None else f"{default_threads()} (default)",
             )  # fmt: skip
         self._index = None
         return self._consolidate(folder, ids, len(starts))
@@ -223,13 +223,18 @@ class FeatureCache:
 
 
 def default_threads() -> int:
-    """Decoding threads beside the encoder: a quarter of the cores, at least one.
+    """Decoding threads beside the encoder: tf.data's own tuning (0) when a GPU encodes,
+    else a quarter of the cores, at least one.
 
-    Decoding a photo costs a small part of encoding it (MobileNetV2 on 2 cores: about
-    2 ms against 28 ms), so one thread keeps up on a small machine. More, or letting
-    tf.data tune the count, takes cores from the encoder: measured on 2 cores, tf.data's
-    tuning ran at 0.54x the speed of one thread (benchmarks/extract.py).
+    On a CPU the encoder is the work: decoding a Flickr8k photo costs 1/10 of encoding
+    it with MobileNetV2 and 1/70 with Xception on 2 cores, and more decoding threads
+    only take cores from the encoder (benchmarks/extract.py). A GPU leaves the cores
+    to decoding, which then sets the pace.
     """
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return 0
     return max(1, (os.cpu_count() or 1) // 4)
 
 
@@ -256,7 +261,8 @@ def decoded(
         return preprocess(dataset.image(examples[int(index)]), spec)
 
     shape = (spec.height, spec.width, 3)
-    parallel = tf.data.AUTOTUNE if threads == 0 else threads or default_threads()
+    count = default_threads() if threads is None else threads
+    parallel = tf.data.AUTOTUNE if count == 0 else count
     pipeline = (
         tf.data.Dataset.from_tensor_slices(np.asarray(order, dtype=np.int64))
         .map(
@@ -266,6 +272,11 @@ def decoded(
         )
         .prefetch(prefetch)
     )
+    # tf.data's autotuning thread, on when nothing asks for it, held the pipeline's
+    # end up by ~3.5 s in one run of two (measured with the encoder on 2 cores).
+    options = tf.data.Options()
+    options.autotune.enabled = count == 0
+    pipeline = pipeline.with_options(options)
     return pipeline.as_numpy_iterator() if len(order) else iter(())
 
 
