@@ -55,8 +55,20 @@ def test_bad_dataset_spec_is_a_clear_error(spec):
 def test_data_command_runs_the_checks():
     result = captioner("data", "--dataset", "shapes[train]")
     assert result.returncode == 0, result.stderr
-    assert "train: 6000 images, 30000 captions" in result.stdout
+    assert "train: 6000 of 6000 images present, 30000 captions" in result.stdout
     assert "[ok] train/test: disjoint by image" in result.stdout and "FAIL" not in result.stdout
+
+
+def test_data_reports_a_dataset_with_no_photo_present(tmp_path):
+    from tests.helpers import FLICKR8K_TEXT
+
+    (tmp_path / "flickr8k").mkdir()
+    (tmp_path / "flickr8k" / "Flickr8k_text").symlink_to(FLICKR8K_TEXT)
+    result = captioner("data", "--dataset", "flickr8k[train]", "--data-root", str(tmp_path))
+    assert result.returncode == 1
+    assert "train: 0 of 6000 images present (6000 missing, first: " in result.stdout
+    assert "no image of train, val, test is present" in result.stderr
+    assert "captioner data fetch" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_missing_real_dataset_says_where_it_was_expected(tmp_path):
