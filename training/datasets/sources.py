@@ -112,9 +112,12 @@ class Sources(_Strict):
     @model_validator(mode="after")
     def _archives_exist(self) -> Sources:
         for name, dataset in self.datasets.items():
-            for part in dataset.parts:
-                if part.archive not in self.archives:
-                    raise ValueError(f"dataset {name!r} names unknown archive {part.archive!r}")
+            named = [part.archive for part in dataset.parts]
+            for archive in named:
+                if archive not in self.archives:
+                    raise ValueError(f"dataset {name!r} names unknown archive {archive!r}")
+                if named.count(archive) > 1:  # one part takes all it needs of an archive
+                    raise ValueError(f"dataset {name!r} names archive {archive!r} twice")
         return self
 
     def dataset(self, name: str) -> Dataset:
