@@ -369,3 +369,16 @@ instructions = """{built_in.instructions}"""
     code, output = run(*args, "--mirror", str(mirror))
     assert code == 0, output
     assert "karpathy-splits: present" in output
+
+
+def test_too_little_disk_space_is_refused_before_downloading(tmp_path, server, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    table = write_table(tmp_path / "sources.toml", server.url)
+    usage = namedtuple("usage", "total used free")
+    # A full disk cannot be made here safely: the free-space figure is all that is replaced.
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(FetchError, match=r"need about 3\.3 MiB free .* and 1000 bytes are free"):
+        fetch("flickr8k", tmp_path / "data", load_sources(table), progress=False)
+    assert server.log == []

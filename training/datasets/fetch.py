@@ -108,6 +108,7 @@ def fetch(
     with contextlib.ExitStack() as stack:
         for file in sorted({sources.archives[p.archive].file for p in todo}):
             stack.enter_context(_lock(root / DOWNLOADS / f"{file}.lock"))
+        _check_space([sources.archives[p.archive] for p in todo], root, mirror)
         obtained = {
             p.archive: _obtain(sources.archives[p.archive], root, mirror, retries, progress)
             for p in todo
@@ -193,14 +194,6 @@ def _obtain(
         return path, 0, verify(path, archive.size, archive.digests, progress), True
     part = path.with_name(path.name + ".part")
     before = part.stat().st_size if part.exists() else 0
-    if archive.size is not None:
-        free = shutil.disk_usage(root).free
-        needed = (archive.size - before) + archive.size  # the rest, then its unpacked copy
-        if free < needed:
-            raise FetchError(
-                f"{archive.file} needs about {human_bytes(needed)} free under {root} "
-                f"(download and unpack), and {human_bytes(free)} are free"
-            )
     urls = [f"{mirror.rstrip('/')}/{archive.file}"] if mirror else list(archive.urls)
     log.info("%s: downloading%s from %s", archive.file,
              f" ({human_bytes(archive.size)})" if archive.size else "", urls[0])  # fmt: skip
@@ -208,6 +201,26 @@ def _obtain(
         urls, path, size=archive.size, digests=archive.digests, retries=retries, progress=progress
     )
     return path, path.stat().st_size - before, digests, True
+
+
+def _check_space(archives: list[Archive], root: Path, mirror: str | None) -> None:
+    """Refuse before downloading when the archives of known size, what is left of their
+    download and then their unpacked copies, cannot fit (all are unpacked together)."""
+    if _local_mirror(mirror) is not None:
+        return  # read in place: only the unpacked copies are written
+    needed = 0
+    for archive in archives:
+        if archive.size is None or (root / DOWNLOADS / archive.file).is_file():
+            continue
+        part = root / DOWNLOADS / f"{archive.file}.part"
+        needed += archive.size - (part.stat().st_size if part.exists() else 0) + archive.size
+    free = shutil.disk_usage(root).free
+    if free < needed:
+        names = ", ".join(a.file for a in archives if a.size is not None)
+        raise FetchError(
+            f"{names} need about {human_bytes(needed)} free under {root} (the rest of the "
+            f"download, then the unpacked copy), and {human_bytes(free)} are free"
+        )
 
 
 def _local_mirror(mirror: str | None) -> Path | None:
