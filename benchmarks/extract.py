@@ -33,9 +33,11 @@ from pathlib import Path
 import numpy as np
 
 from captioner.images import preprocess
+from training.backbones import preprocessing_for
 from training.datasets.base import CaptionDataset, Example
-from training.encoders import build_encoder, preprocessing_for
-from training.features import FeatureCache, decoded
+from training.encoders import build_encoder
+from training.features import FeatureCache
+from training.image_stream import decoded
 
 PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "flickr8k_images"
 COCO_IMAGES = 123_287

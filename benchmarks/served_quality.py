@@ -24,8 +24,10 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from training.bootstrap import bootstrap  # noqa: E402
 from training.datasets.registry import load_dataset  # noqa: E402
-from training.metrics import METRIC_KEYS, bootstrap, score_captions  # noqa: E402
+from training.run_dir import RunDir  # noqa: E402
+from training.scoring import METRIC_KEYS, score_captions  # noqa: E402
 from training.settings import default_data_root  # noqa: E402
 
 
@@ -35,7 +37,7 @@ def serve(package: Path, port: int) -> subprocess.Popen:
         [
             sys.executable,
             "-m",
-            "captioner.cli",
+            "cli",
             "serve",
             "--model",
             str(package),
@@ -70,7 +72,7 @@ def main() -> None:
 
     dataset = load_dataset(args.dataset, args.data_root)
     references = dataset.references()
-    baselines = json.loads((args.eval / "captions.json").read_text())
+    baselines = json.loads((args.eval / RunDir.CAPTIONS_FILE).read_text())
     process = serve(args.package, args.port)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{args.port}", timeout=60) as client:

@@ -29,7 +29,7 @@ from captioner.package import open_package
 from captioner.runtime import OnnxCaptioner
 from training.datasets.base import CaptionDataset
 from training.datasets.registry import load_dataset
-from training.metrics import score_captions
+from training.scoring import score_captions
 
 SEARCHES = {"greedy": 1, "beam3": 3}
 PROVIDERS = ["CPUExecutionProvider"]

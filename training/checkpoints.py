@@ -10,18 +10,15 @@ interruption at any moment leaves the previous checkpoint in charge.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
 
 import keras
 import numpy as np
 
+from training.atomic import write_json
 from training.models.captioner import CaptionModel
-
-STATE_FILE = "state.json"
+from training.run_dir import RunDir
 
 
 class CheckpointError(ValueError):
@@ -44,14 +41,9 @@ class TrainState:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def write_json(path: Path, payload: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def load_state(run_dir: Path) -> TrainState | None:
-    path = run_dir / STATE_FILE
+def load_state(run_dir: RunDir) -> TrainState | None:
+    """The state ``state.json`` records, or None for a run that never finished an epoch."""
+    path = run_dir.state_path
     if not path.is_file():
         return None
     data = json.loads(path.read_text())
@@ -61,35 +53,35 @@ def load_state(run_dir: Path) -> TrainState | None:
 
 
 def save_checkpoint(
-    run_dir: Path, model: CaptionModel, optimizer: keras.optimizers.Optimizer, state: TrainState
+    run_dir: RunDir, model: CaptionModel, optimizer: keras.optimizers.Optimizer, state: TrainState
 ) -> None:
     """Write ``checkpoints/epoch-NNNN``, then point ``state.json`` at it; keep only it."""
     name = f"epoch-{state.epoch:04d}"
-    root = run_dir / "checkpoints"
-    target = root / name
+    root = run_dir.checkpoints_dir
+    target = run_dir.checkpoint_dir(name)
     if target.exists():
         shutil.rmtree(target)
     model.save_dir(target)
-    np.savez(target / "optimizer.npz", *[np.asarray(v) for v in optimizer.variables])
+    np.savez(target / RunDir.OPTIMIZER_FILE, *[np.asarray(v) for v in optimizer.variables])
     state.checkpoint = name
     payload = asdict(state)
     payload["best_score"] = None if state.best_score == float("-inf") else state.best_score
-    write_json(run_dir / STATE_FILE, payload)
+    write_json(run_dir.state_path, payload)
     for old in root.iterdir():
         if old.name != name and old.is_dir():
             shutil.rmtree(old, ignore_errors=True)
 
 
 def restore_checkpoint(
-    run_dir: Path, model: CaptionModel, optimizer: keras.optimizers.Optimizer, state: TrainState
+    run_dir: RunDir, model: CaptionModel, optimizer: keras.optimizers.Optimizer, state: TrainState
 ) -> None:
     """Load weights and optimizer variables of the checkpoint ``state`` names."""
     if state.checkpoint is None:
         return
-    directory = run_dir / "checkpoints" / state.checkpoint
-    model.load_weights(directory / "model.weights.h5")
+    directory = run_dir.checkpoint_dir(state.checkpoint)
+    model.load_weights(directory / RunDir.WEIGHTS_FILE)
     optimizer.build(model.trainable_variables)
-    with np.load(directory / "optimizer.npz") as saved:
+    with np.load(directory / RunDir.OPTIMIZER_FILE) as saved:
         values = [saved[f"arr_{i}"] for i in range(len(saved.files))]
     if len(values) != len(optimizer.variables):
         raise CheckpointError(

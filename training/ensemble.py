@@ -10,15 +10,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from captioner.text import Vocabulary
 from training.checkpoints import CheckpointError
-from training.models.captioner import WEIGHTS_FILE, CaptionModel
+from training.models.captioner import CaptionModel
+from training.run_dir import RunDir, TrainedModel
 from training.settings import TrainSettings
-from training.trainer import MODEL_DIR, TrainResult, train
+from training.trainer import TrainResult, train
 
 log = logging.getLogger(__name__)
-
-MEMBERS_DIR = "members"
 
 
 def member_settings(settings: TrainSettings, index: int) -> TrainSettings:
@@ -27,7 +25,7 @@ def member_settings(settings: TrainSettings, index: int) -> TrainSettings:
         update={
             "members": 1,
             "seed": settings.seed + index,
-            "run_dir": settings.run_dir / MEMBERS_DIR / f"m{index}",
+            "run_dir": RunDir(settings.run_dir).member(index).path,
         }
     )
 
@@ -51,7 +49,7 @@ def train_model(settings: TrainSettings, progress: bool = True) -> TrainResult:
             )
             for i in range(settings.members)
         ]
-        model_dir = settings.run_dir / MODEL_DIR
+        model_dir = RunDir(settings.run_dir).model_dir
         assemble([r.model_dir for r in results], model_dir)
         result = TrainResult(settings.run_dir, model_dir, results[-1].state)
     tune(settings, result.model_dir)
@@ -61,9 +59,9 @@ def train_model(settings: TrainSettings, progress: bool = True) -> TrainResult:
 def tune(settings: TrainSettings, model_dir: Path) -> None:
     """Choose beam size, length penalty (and re-ranking, if allowed) on the val split."""
     from training.datasets.registry import load_dataset
-    from training.tune import DECODING_FILE, choose_decoding
+    from training.tune import choose_decoding
 
-    chosen, weights = model_dir / DECODING_FILE, model_dir / WEIGHTS_FILE
+    chosen, weights = model_dir / RunDir.DECODING_FILE, model_dir / RunDir.WEIGHTS_FILE
     if chosen.is_file() and chosen.stat().st_mtime >= weights.stat().st_mtime:
         return  # chosen for these very weights already (a finished run run again)
     train_spec, val_spec = settings.specs()
@@ -79,8 +77,8 @@ def assemble(member_dirs: list[Path], out_dir: Path) -> Path:
     Raises:
         CheckpointError: the members differ in configuration or vocabulary.
     """
-    models = [CaptionModel.load_dir(d) for d in member_dirs]
-    vocabs = [Vocabulary.load(d / "vocab.json") for d in member_dirs]
+    members = [TrainedModel.load(d) for d in member_dirs]
+    models, vocabs = [m.model for m in members], [m.vocab for m in members]
     first = models[0].config
     for directory, model, vocab in zip(member_dirs, models, vocabs, strict=True):
         if model.config != first or vocab != vocabs[0]:
@@ -94,7 +92,6 @@ def assemble(member_dirs: list[Path], out_dir: Path) -> Path:
     ensemble.encoder.set_weights(models[0].encoder.get_weights())
     for member, model in zip(ensemble.decoder.members, models, strict=True):
         member.set_weights(model.decoder.get_weights())
-    ensemble.save_dir(out_dir)
-    vocabs[0].save(out_dir / "vocab.json")
+    TrainedModel(ensemble, vocabs[0]).save(out_dir)
     log.info("ensemble of %d decoders saved in %s", len(models), out_dir)
     return out_dir

@@ -22,17 +22,20 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from captioner.images import Preprocessing, preprocess
+from captioner.images import Preprocessing
+from training.atomic import write_json, write_npy
 from training.datasets.base import CaptionDataset
+from training.image_stream import decoded, default_threads
 
 log = logging.getLogger(__name__)
 
+MANIFEST = "manifest.json"
 FEATURES = "features.npy"
 IDS = "ids.json"
 
@@ -47,7 +50,7 @@ class FeatureCache:
     Args:
         root: folder holding every cache.
         encoder_name: e.g. ``xception``.
-        weights_id: identity of the weights (:func:`training.encoders.weights_id`).
+        weights_id: identity of the weights (:func:`training.encoder_weights.weights_id`).
         preprocessing: how images become encoder inputs.
         output: ``pooled`` or ``grid``.
     """
@@ -85,11 +88,12 @@ class FeatureCache:
         ones run through ENCODER (anything with ``predict_on_batch``, normally the
         model of :func:`training.encoders.build_encoder`). Images are read and
         preprocessed by a ``tf.data`` pipeline, ``threads`` at a time, ahead of the
-        encoder, so decoding overlaps the encoder's work (see :func:`decoded`).
+        encoder, so decoding overlaps the encoder's work
+        (see :func:`training.image_stream.decoded`).
 
         Args:
-            threads: images decoded in parallel; default :func:`default_threads`,
-                0 lets tf.data tune it.
+            threads: images decoded in parallel; default
+                :func:`training.image_stream.default_threads`, 0 lets tf.data tune it.
 
         Returns:
             A read-only memory map ``[N, ...]`` of float32.
@@ -126,8 +130,10 @@ class FeatureCache:
                 count = len(ids[start : start + shard_size])
                 features = self._encode(images, count, encoder, batch_size, bar)
                 index = start // shard_size
-                _write_npy(_shard(folder, index, ".npy"), features)
-                _write_json(_shard(folder, index, ".json"), ids[start : start + shard_size])
+                write_npy(_shard(folder, index, ".npy"), features)
+                write_json(
+                    _shard(folder, index, ".json"), ids[start : start + shard_size], indent=None
+                )
         if order:
             seconds = time.perf_counter() - began
             log.info(
@@ -187,7 +193,7 @@ class FeatureCache:
         joined.flush()
         del joined, first
         os.replace(temporary, folder / FEATURES)
-        _write_json(folder / IDS, ids)
+        write_json(folder / IDS, ids, indent=None)
         for index in range(shards):
             for suffix in (".json", ".npy"):
                 _shard(folder, index, suffix).unlink(missing_ok=True)
@@ -219,65 +225,7 @@ class FeatureCache:
             "preprocessing_key": self.preprocessing.key(),
             "output": self.output,
         }
-        _write_json(self.directory / "manifest.json", manifest)
-
-
-def default_threads() -> int:
-    """Decoding threads beside the encoder: tf.data's own tuning (0) when a GPU encodes,
-    else a quarter of the cores, at least one.
-
-    On a CPU the encoder is the work: decoding a Flickr8k photo costs 1/10 of encoding
-    it with MobileNetV2 and 1/70 with Xception on 2 cores, and more decoding threads
-    only take cores from the encoder (benchmarks/extract.py). A GPU leaves the cores
-    to decoding, which then sets the pace.
-    """
-    import tensorflow as tf
-
-    if tf.config.list_physical_devices("GPU"):
-        return 0
-    return max(1, (os.cpu_count() or 1) // 4)
-
-
-def decoded(
-    dataset: CaptionDataset,
-    order: Sequence[int],
-    spec: Preprocessing,
-    threads: int | None = None,
-    prefetch: int = 64,
-) -> Iterator[np.ndarray]:
-    """Preprocessed images of ``dataset.examples[i] for i in order``, in that order.
-
-    A ``tf.data`` map decodes THREADS images at once (default :func:`default_threads`;
-    0: tf.data tunes it) and keeps PREFETCH ready. Each image goes through
-    :func:`captioner.images.preprocess`, the very code the service runs on a request,
-    so the features a model trains on are the features it is served; Pillow releases
-    the GIL while it decodes and resizes, so the threads do run side by side.
-    """
-    import tensorflow as tf
-
-    examples = dataset.examples
-
-    def load(index: np.ndarray) -> np.ndarray:
-        return preprocess(dataset.image(examples[int(index)]), spec)
-
-    shape = (spec.height, spec.width, 3)
-    count = default_threads() if threads is None else threads
-    parallel = tf.data.AUTOTUNE if count == 0 else count
-    pipeline = (
-        tf.data.Dataset.from_tensor_slices(np.asarray(order, dtype=np.int64))
-        .map(
-            lambda i: tf.ensure_shape(tf.numpy_function(load, [i], tf.float32), shape),
-            num_parallel_calls=parallel,
-            deterministic=True,
-        )
-        .prefetch(prefetch)
-    )
-    # tf.data's autotuning thread, on when nothing asks for it, held the pipeline's
-    # end up by ~3.5 s in one run of two (measured with the encoder on 2 cores).
-    options = tf.data.Options()
-    options.autotune.enabled = count == 0
-    pipeline = pipeline.with_options(options)
-    return pipeline.as_numpy_iterator() if len(order) else iter(())
+        write_json(self.directory / MANIFEST, manifest, indent=None)
 
 
 def _dataset_folder(name: str, split: str, ids: list[str]) -> str:
@@ -303,16 +251,3 @@ def _read_ids(path: Path) -> list[str] | None:
     except (OSError, ValueError):
         return None
     return ids if isinstance(ids, list) else None
-
-
-def _write_npy(path: Path, array: np.ndarray) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with temporary.open("wb") as f:
-        np.save(f, array)
-    os.replace(temporary, path)
-
-
-def _write_json(path: Path, value: object) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(value))
-    os.replace(temporary, path)

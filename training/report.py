@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from training.datasets.base import CaptionDataset
 from training.datasets.spec import DatasetSpec
+from training.run_dir import RunDir
 
 KEYS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "correct")
 CARD_WIDTH = 420
@@ -68,7 +69,7 @@ def write_report(
             + f"](examples/{name})",
             "",
         ]
-    path = out_dir / "report.md"
+    path = out_dir / RunDir.REPORT_FILE
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -9,7 +9,11 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from training.checkpoints import TrainState
+    from training.settings import TrainSettings
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +57,38 @@ class Tracker:
         clean = {k.replace("-", "_"): float(v) for k, v in metrics.items()}
         self._mlflow.log_metrics(clean, step=step)
 
+    def log_epoch(self, entry: Mapping[str, float]) -> None:
+        """One epoch of the run's history (:class:`training.checkpoints.TrainState`)."""
+        self.metrics(
+            {
+                "loss": entry["loss"],
+                "val_CIDEr": entry["val_cider"],
+                "train_seconds": entry["seconds"],
+            },
+            step=int(entry["epoch"]),
+        )
+
     def artifact(self, path: Path) -> None:
         self._mlflow.log_artifact(str(path))
 
     def close(self, status: str = "FINISHED") -> None:
         self._mlflow.end_run(status=status)
+
+
+def start_tracking(
+    settings: TrainSettings, state: TrainState, run_name: str, params: Mapping[str, Any]
+) -> Tracker:
+    """The MLflow run of a training run, resumed when STATE names one.
+
+    Args:
+        settings: where to track, and the settings logged as parameters.
+        state: the run's state; it records the MLflow run id for the next resume.
+        run_name: the name of a new MLflow run.
+        params: parameters logged beside the settings (model size, precision, ...).
+    """
+    tracker = Tracker(
+        settings.tracking_uri(), settings.mlflow_experiment, run_name, state.mlflow_run_id
+    )
+    state.mlflow_run_id = tracker.run_id
+    tracker.params({**settings.identity(), **params})
+    return tracker

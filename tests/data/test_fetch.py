@@ -104,7 +104,7 @@ expect = ["flickr8k/Flickr8k_Dataset/{FIRST}"]
 
 def captioner(*args: str, **popen) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", "from captioner.cli import main; main()", *args],
+        [sys.executable, "-c", "from cli.main import main; main()", *args],
         cwd=REPO,
         env=offline_env(),
         stdout=subprocess.PIPE,

@@ -24,7 +24,7 @@ from training.datasets.flickr import (
     read_split_names,
 )
 from training.datasets.karpathy import load_karpathy
-from training.metrics import METRIC_KEYS, score_files
+from training.scoring import METRIC_KEYS, score_files
 
 TEXT_DIR = FLICKR8K_TEXT
 OFFICIAL_SIZES = {"train": 6000, "val": 1000, "test": 1000}

@@ -15,13 +15,14 @@ import numpy as np
 
 from tests.helpers import REPO, SHARED_DATA, ArchiveServer, offline_env
 from tests.unit.test_encoders import MOBILENET_96, images, save_legacy_h5
-from training.encoders import build_backbone
+from training.backbones import build_backbone
+from training.run_dir import RunDir
 
 # Run in a subprocess: Keras reads KERAS_HOME once, at import.
 DOWNLOAD = """
 import sys, numpy as np, keras.src.applications.mobilenet_v2 as keras_module
-from training import encoders
-keras_module.BASE_WEIGHT_PATH = encoders.KERAS_ORIGIN = sys.argv[1] + "/mobilenet_v2/"
+from training import encoder_weights, encoders
+keras_module.BASE_WEIGHT_PATH = encoder_weights.KERAS_ORIGIN = sys.argv[1] + "/mobilenet_v2/"
 encoder = encoders.build_encoder("mobilenet_v2", "grid", input_size=96, weights="imagenet")
 np.save(sys.argv[2], encoder.predict_on_batch(np.load(sys.argv[3])))
 """
@@ -55,7 +56,7 @@ def test_keras_downloads_missing_imagenet_weights_into_its_cache(tmp_path):
 def test_train_with_imagenet_offline_names_the_file_and_the_folder(tmp_path):
     home = tmp_path / "keras"
     done = subprocess.run(
-        [sys.executable, "-c", "from captioner.cli import main; main()", "train",
+        [sys.executable, "-c", "from cli.main import main; main()", "train",
          "--dataset", "flickr8k[train]-8s1", "--val-dataset", "flickr8k[val]-8s1",
          "--data-root", str(SHARED_DATA), "--architecture", "merge",
          "--encoder", "mobilenet_v2", "--encoder-weights", "imagenet",
@@ -70,4 +71,4 @@ def test_train_with_imagenet_offline_names_the_file_and_the_folder(tmp_path):
     wanted = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
     assert f"Keras wants {wanted} in {home / 'models'}/" in done.stderr
     assert "storage.googleapis.com" in done.stderr and "Traceback" not in done.stderr
-    assert not (tmp_path / "run" / "model").exists()
+    assert not RunDir(tmp_path / "run").model_dir.exists()

@@ -1,10 +1,19 @@
 """Shape, config and consistency tests of the decoders and the full model."""
 
+import re
+
 import numpy as np
 import pytest
 
 from training.models.attention import AttentionDecoder, SoftAttention
-from training.models.captioner import CaptionModel, ModelConfig, ModelFileError, count_params
+from training.models.captioner import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    CaptionModel,
+    ModelConfig,
+    ModelFileError,
+    count_params,
+)
 from training.models.merge import MergeDecoder
 
 
@@ -103,11 +112,11 @@ def test_load_refuses_incomplete_or_mismatched_dirs(tmp_path):
     model = CaptionModel(config)
     model.build_all()
     saved = model.save_dir(tmp_path / "m")
-    (saved / "model.weights.h5").rename(tmp_path / "w.h5")
-    with pytest.raises(ModelFileError, match=r"model\.weights\.h5 is missing"):
+    (saved / WEIGHTS_FILE).rename(tmp_path / "w.h5")
+    with pytest.raises(ModelFileError, match=re.escape(f"{WEIGHTS_FILE} is missing")):
         CaptionModel.load_dir(saved)
-    (tmp_path / "w.h5").rename(saved / "model.weights.h5")
-    text = (saved / "model.json").read_text().replace('"vocab_size": 17', '"vocab_size": 19')
-    (saved / "model.json").write_text(text)
+    (tmp_path / "w.h5").rename(saved / WEIGHTS_FILE)
+    text = (saved / CONFIG_FILE).read_text().replace('"vocab_size": 17', '"vocab_size": 19')
+    (saved / CONFIG_FILE).write_text(text)
     with pytest.raises(ModelFileError):
         CaptionModel.load_dir(saved)

@@ -13,7 +13,8 @@ from PIL import Image
 
 from captioner.images import preprocess
 from tests.helpers import IMAGENET_LABELS, MOBILENET_HEAD, MOBILENET_WEIGHTS, REAL_PHOTOS
-from training.encoders import EncoderError, build_encoder, preprocessing_for
+from training.backbones import EncoderError, preprocessing_for
+from training.encoders import build_encoder
 
 pytestmark = pytest.mark.skipif(
     not MOBILENET_WEIGHTS.is_file(), reason=f"no MobileNetV2 weights at {MOBILENET_WEIGHTS}"
@@ -67,7 +68,8 @@ def test_imagenet_from_the_keras_cache_is_the_real_encoder(tmp_path, monkeypatch
     import h5py
     from keras.src.legacy.saving import legacy_h5_format
 
-    from training.encoders import build_backbone, load_backbone_weights
+    from training.backbones import build_backbone
+    from training.encoder_weights import load_backbone_weights
 
     backbone = build_backbone("mobilenet_v2")
     load_backbone_weights(backbone, "mobilenet_v2", MOBILENET_WEIGHTS)

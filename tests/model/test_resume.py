@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from training.run_dir import RunDir
 from training.tracking import RESUMED_FROM
 
 EPOCHS = 6
@@ -31,11 +32,11 @@ def tiny_env(run_dir):
 
 
 def command():
-    return [sys.executable, "-m", "captioner.cli", "train"]
+    return [sys.executable, "-m", "cli", "train"]
 
 
 def read_state(run_dir):
-    path = run_dir / "state.json"
+    path = RunDir(run_dir).state_path
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -79,8 +80,9 @@ def test_interrupted_run_resumes(tmp_path, sig):
     assert [h["epoch"] for h in final["history"]] == list(range(1, EPOCHS + 1))
     assert_same_or_linked_mlflow_run(tmp_path, interrupted["mlflow_run_id"], final["mlflow_run_id"])
     assert final["stopped"] == f"finished {EPOCHS} epochs"
-    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [f"epoch-{EPOCHS:04d}"]
-    assert (run_dir / "model" / "model.weights.h5").is_file()
+    run = RunDir(run_dir)
+    assert sorted(p.name for p in run.checkpoints_dir.iterdir()) == [f"epoch-{EPOCHS:04d}"]
+    assert (run.model_dir / RunDir.WEIGHTS_FILE).is_file()
 
     third = subprocess.run(command(), env=env, capture_output=True, text=True, timeout=120)
     assert third.returncode == 0 and "already finished" in third.stderr

@@ -5,14 +5,9 @@ import pytest
 from keras.src.legacy.saving import legacy_h5_format
 
 from captioner.images import Preprocessing
-from training.encoders import (
-    EncoderError,
-    SmallCNN,
-    build_backbone,
-    build_encoder,
-    encoder_info,
-    weights_id,
-)
+from training.backbones import EncoderError, SmallCNN, build_backbone
+from training.encoder_weights import weights_id
+from training.encoders import build_encoder, encoder_info
 
 MOBILENET_96 = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_96_no_top.h5"
 
@@ -116,7 +111,7 @@ def silent_network(monkeypatch):
     swallows packets, so only a timeout ends the wait), without leaving loopback."""
     import socket
 
-    from training import encoders
+    from training import encoder_weights
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -128,7 +123,7 @@ def silent_network(monkeypatch):
         sock.setblocking(False)
         sock.connect_ex(address)
         queued.append(sock)
-    monkeypatch.setattr(encoders, "KERAS_ORIGIN", f"http://127.0.0.1:{address[1]}/")
+    monkeypatch.setattr(encoder_weights, "KERAS_ORIGIN", f"http://127.0.0.1:{address[1]}/")
     yield
     for sock in queued:
         sock.close()
@@ -140,7 +135,7 @@ def test_imagenet_offline_fails_at_once_naming_the_file_and_folder(
 ):
     import time
 
-    from training.encoders import resolve_weights
+    from training.encoder_weights import resolve_weights
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     start = time.perf_counter()

@@ -37,3 +37,14 @@ def test_a_new_run_that_fails_is_not_hidden(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(Exception):  # noqa: B017 - MLflow's own exception types vary
         Tracker((tmp_path / "file" / "mlruns").as_uri(), "exp", "run")
+
+
+def test_an_epoch_is_logged_under_its_metric_names(tmp_path):
+    uri = (tmp_path / "mlruns").as_uri()
+    tracker = Tracker(uri, "exp", "run")
+    tracker.log_epoch({"epoch": 2, "loss": 0.5, "val_cider": 0.7, "seconds": 12.0})
+    tracker.close()
+    client = tracker._mlflow.MlflowClient(uri)
+    for name, value in {"loss": 0.5, "val_CIDEr": 0.7, "train_seconds": 12.0}.items():
+        (metric,) = client.get_metric_history(tracker.run_id, name)
+        assert (metric.step, metric.value) == (2, value)

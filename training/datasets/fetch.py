@@ -22,37 +22,22 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 
 from training.datasets.archives import extract, top_level
 from training.datasets.download import FetchError, download, human_bytes, verify
+from training.datasets.records import RECORDS, PartResult, all_exist, already_done, write_record
 from training.datasets.sources import Archive, Manual, Part, Sources
 
 log = logging.getLogger(__name__)
 
 DOWNLOADS = ".downloads"
-RECORDS = ".fetched"
 STAGING = ".staging-"
-
-
-@dataclass(frozen=True)
-class PartResult:
-    """What one part needed: ``fetched`` now, ``present`` from an earlier fetch, or
-    ``in place`` (laid out by hand)."""
-
-    archive: str
-    status: Literal["fetched", "present", "in place"]
-    sha256: str | None = None
-    downloaded: int = 0
-    pinned: bool = False  # the table has no digest: this sha256 was pinned by this run
 
 
 @dataclass
@@ -102,7 +87,7 @@ def fetch(
         raise FetchError(f"cannot write under the data root {root}: {exc}") from None
     _remove_stale_staging(root)
     done = {
-        p.archive: _already_done(name, p, sources.archives[p.archive], root) for p in dataset.parts
+        p.archive: already_done(name, p, sources.archives[p.archive], root) for p in dataset.parts
     }
     todo = [p for p in dataset.parts if done[p.archive] is None]
     with contextlib.ExitStack() as stack:
@@ -115,68 +100,14 @@ def fetch(
         }
         _unpack({a: o[0] for a, o in obtained.items()}, todo, root, progress)
         for part in todo:
-            done[part.archive] = _record(name, part, sources.archives[part.archive], root,
+            done[part.archive] = write_record(name, part, sources.archives[part.archive], root,
                                          *obtained[part.archive][:3])  # fmt: skip
         for path, _, _, ours in obtained.values():
             if ours and not keep_archives:
                 path.unlink(missing_ok=True)
     result = FetchResult(name, root, [r for r in done.values() if r is not None])
-    result.manual = [m for m in dataset.manual if not _all_exist(root, m.expect)]
+    result.manual = [m for m in dataset.manual if not all_exist(root, m.expect)]
     return result
-
-
-def _record_path(root: Path, name: str, part: Part) -> Path:
-    return root / RECORDS / f"{name}--{part.archive}.json"
-
-
-def _already_done(name: str, part: Part, archive: Archive, root: Path) -> PartResult | None:
-    """The part's result when there is nothing to do; None when it must be fetched.
-
-    Raises:
-        FetchError: a destination exists but is not a whole copy (nothing is
-            downloaded then), or it was fetched from another archive than the table's.
-    """
-    record = _read_record(_record_path(root, name, part))
-    if _all_exist(root, part.expect):
-        if record is None:
-            log.info("%s: %s is in place already (not fetched by captioner)", name, part.archive)
-            return PartResult(part.archive, "in place")
-        _check_record(record, archive, part, _record_path(root, name, part))
-        return PartResult(part.archive, "present", record["sha256"])
-    blocking = [d for d in part.take.values() if (root / d).exists()]
-    if blocking:
-        missing = [p for p in part.expect if not (root / p).exists()]
-        raise FetchError(
-            f"{root / blocking[0]} exists but lacks {missing[0]}: it is not a whole copy "
-            f"of {archive.file}. Move it away and run again."
-        )
-    return None
-
-
-def _record(
-    name: str, part: Part, archive: Archive, root: Path, path: Path, downloaded: int,
-    digests: dict[str, str],
-) -> PartResult:  # fmt: skip
-    """Write what was put in place, and from which file, beside the dataset."""
-    _write_json(
-        _record_path(root, name, part),
-        {
-            "archive": part.archive,
-            "file": archive.file,
-            "size": path.stat().st_size,
-            **digests,
-            "take": part.take,
-            "expect": list(part.expect),
-            "fetched_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        },
-    )
-    pinned = not archive.digests
-    if pinned:
-        log.warning(
-            "%s has no published digest; its sha256 is pinned now: sha256 = \"%s\" "
-            "(add it to the table's [archives.%s])", archive.file, digests["sha256"], part.archive,
-        )  # fmt: skip
-    return PartResult(part.archive, "fetched", digests["sha256"], downloaded, pinned)
 
 
 def _obtain(
@@ -256,34 +187,6 @@ def _unpack(paths: dict[str, Path], parts: list[Part], root: Path, progress: boo
                 os.replace(staging / destination, root / destination)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def _check_record(record: dict, archive: Archive, part: Part, where: Path) -> None:
-    """A record of another archive or layout than the table's means a stale copy."""
-    stale = [k for k, v in archive.digests.items() if record.get(k) not in (None, v)]
-    if stale or record.get("take") != part.take:
-        raise FetchError(
-            f"{where} records a copy from another {archive.file} (or another layout) than the "
-            "sources table names; move its destinations and that record away to fetch again"
-        )
-
-
-def _all_exist(root: Path, paths: tuple[str, ...]) -> bool:
-    return all((root / p).exists() for p in paths)
-
-
-def _read_record(path: Path) -> dict | None:
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) and "sha256" in record else None
-
-
-def _write_json(path: Path, value: object) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(value, indent=2))
-    os.replace(temporary, path)
 
 
 def _remove_stale_staging(root: Path) -> None:

@@ -1,4 +1,4 @@
-"""Caption metrics: the coco-caption numbers, input checks, the constant baseline."""
+"""Caption scoring: the coco-caption numbers, input checks, the constant baseline."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 
 from captioner.text import normalize
 from tests.helpers import coco_scores
-from training.metrics import (
+from training.constant_caption import best_constant_caption
+from training.scoring import (
     METRIC_KEYS,
     ScoringError,
-    best_constant_caption,
     score_captions,
     score_files,
 )
@@ -259,7 +259,7 @@ def test_score_files_names_a_missing_references_file(tmp_path):
 def test_paired_bootstrap_separates_a_better_system_and_not_noise():
     import numpy as np
 
-    from training.metrics import bootstrap
+    from training.bootstrap import bootstrap
 
     rng = np.random.default_rng(3)
     base = rng.uniform(0.0, 1.0, 60)
