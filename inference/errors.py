@@ -1,4 +1,4 @@
-"""Domain errors of the service. They know nothing of HTTP: app.py maps them to status codes."""
+"""Domain errors of the service. They know nothing of HTTP: handlers.py maps them to statuses."""
 
 from __future__ import annotations
 

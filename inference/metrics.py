@@ -1,4 +1,4 @@
-"""Every Prometheus metric of the inference service (contract 4), in one place.
+"""Every Prometheus metric of the inference service (docs/architecture.md, telemetry), in one place.
 
 Names are ``captioner_<noun>_<unit>``; latencies are histograms with explicit
 buckets; labels are few and bounded (route templates, never raw paths). With

@@ -4,6 +4,9 @@ Shaped like KServe's ``Model``: ``load()`` opens the package and the ONNX
 sessions, warms them up and only then reports ready; each request goes through
 preprocess (decode and scale the image), predict (the scheduler's batches) and
 postprocess (words and scores), each stage timed.
+
+One class and one concern, so over 300 lines: each stage keeps its error mapping and
+its metrics beside it, and the readiness the stages share is this object's lock.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from captioner.images import (
     preprocess,
     read_image,
 )
-from captioner.package import Package, PackageError, open_package
+from captioner.package import FEATURES, Decoding, Package, PackageError, open_package
 from captioner.runtime import OnnxCaptioner
 from inference.errors import (
     BadRequest,
@@ -205,21 +208,21 @@ class ServedModel:
             InvalidOptions: a value of the wrong type or out of range.
         """
         limit = self.max_length
-        chosen = self.package.decoding() if self.package else {"length_penalty": 0.7}
+        chosen = self.package.decoding() if self.package else Decoding()
         beam = _integer("beam_size", beam_size, self.default_beam_size)
         length = _integer("max_length", max_length, limit)
         if not 1 <= beam <= self.settings.max_beam_size:
             raise InvalidOptions(f"beam_size must be 1..{self.settings.max_beam_size}, got {beam}")
         if not 1 <= length <= limit:
             raise InvalidOptions(f"max_length must be 1..{limit}, got {length}")
-        return DecodeOptions(beam, length, chosen["length_penalty"])
+        return DecodeOptions(beam, length, chosen.length_penalty)
 
     @property
     def default_beam_size(self) -> int:
         """The setting, else the package's choice (capped by ``max_beam_size``), else 1."""
         if self.settings.default_beam_size is not None:
             return self.settings.default_beam_size
-        chosen = self.package.decoding()["beam_size"] if self.package else 1
+        chosen = self.package.decoding().beam_size if self.package else 1
         return min(chosen, self.settings.max_beam_size)
 
     @property
@@ -358,10 +361,9 @@ class ServedModel:
         """[rows, columns] of the attention grid, or None for merge models."""
         if self.package is None or self.package.architecture != "attention":
             return None
-        positions = self.package.manifest["encoder"]["outputs"]
-        shape = next(t["shape"] for t in positions if t["name"] == "features")
-        side = math.isqrt(int(shape[1]))
-        return [side, side] if side * side == shape[1] else [1, int(shape[1])]
+        positions = int(self.package.manifest.encoder.shape(FEATURES)[1] or 0)
+        side = math.isqrt(positions)
+        return [side, side] if side * side == positions else [1, positions]
 
 
 def _integer(name: str, value: Any, default: int) -> int:

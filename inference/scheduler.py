@@ -11,6 +11,9 @@ every image has a deadline.
 Written here rather than taken from a library because the batching is across
 decoder *steps* with state per hypothesis; general request batchers (Triton's
 dynamic batcher, Ray Serve's ``@serve.batch``) batch whole calls.
+
+One concern, so over 300 lines: admission, batching and stepping share one lock and one
+thread, and splitting them would spread that lock's invariants over modules.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Request and response bodies (contract 3), as pydantic models for the OpenAPI document."""
+"""Request and response bodies as pydantic models for the OpenAPI document.
+
+The API is described in docs/architecture.md, "The HTTP API of the inference service".
+"""
 
 from __future__ import annotations
 

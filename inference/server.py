@@ -15,8 +15,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from inference.logs import configure_logging
 from inference.settings import ServeSettings
+from telemetry.logs import configure_logging
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from inference.app import create_app
-from inference.logs import JsonFormatter
 from inference.metrics import ServiceMetrics
 from inference.model import ServedModel
 from inference.settings import ServeSettings
+from telemetry.logs import JsonFormatter
 from tests.helpers import REAL_PHOTOS, ProcessServer, ThreadServer, metric_value, wait_until
 
 pytestmark = pytest.mark.server

@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Any
 
-from inference.tracing import current_ids
+from telemetry.tracing import current_ids
 
 # Attributes every LogRecord has; anything else came in through ``extra=`` and is kept.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}

@@ -6,6 +6,8 @@ sends with ``binary_data=True``) the JSON header is followed by raw bytes, each
 element a 4-byte little-endian length and its bytes. Captions come back in a
 ``BYTES`` output ``caption`` and an ``FP32`` output ``log_probability``, in JSON
 or, when asked per output or by ``binary_data_output``, as binary.
+
+The wire format only: the routes that use it are ``routes/v2.py``.
 """
 
 from __future__ import annotations
@@ -30,11 +32,14 @@ OUTPUTS = ("caption", "log_probability")
 
 @dataclass
 class InferCall:
+    """A validated infer request: the encoded images, and which outputs go back binary."""
+
     request: V2InferRequest
     images: list[bytes]
     binary_outputs: set[str]
 
     def option(self, name: str) -> Any:
+        """A request parameter (``beam_size``, ``max_length``), or None."""
         return (self.request.parameters or {}).get(name)
 
 

@@ -1,0 +1,1 @@
+"""The service's routes, one ``APIRouter`` per resource; ``create_app`` includes them."""
