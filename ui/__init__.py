@@ -1,1 +1,1 @@
-"""The Streamlit page and the feedback store. No TensorFlow."""
+"""The Streamlit page and its launcher; feedback is the ``feedback`` package's. No TensorFlow."""

@@ -1,8 +1,8 @@
 """The Streamlit page: caption an image, see alternatives and attention, give feedback.
 
 Run by ``captioner ui`` (or ``streamlit run ui/app.py``). It talks to the
-inference service over HTTP and stores feedback through ``ui.store``; when the
-database is unreachable the feedback waits in the durable outbox. User text is
+inference service over HTTP and stores feedback through the ``feedback`` component;
+when the database is unreachable the feedback waits in the durable outbox. User text is
 only ever shown through ``st.text``/``st.dataframe`` or escaped markdown, so a
 correction with markup renders as the characters typed.
 """
@@ -10,7 +10,6 @@ correction with markup renders as the characters typed.
 from __future__ import annotations
 
 import hashlib
-import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_start
@@ -18,18 +17,15 @@ from datetime import time as day_start
 import streamlit as st
 
 from captioner import __version__
+from feedback.metrics import serve_metrics
+from feedback.record import MAX_CORRECTION, FeedbackError, make_feedback
+from feedback.runtime import FeedbackRuntime, build
+from feedback.store import StoreUnavailable
+from feedback.submit import submit
 from ui.attention import attention_maps
 from ui.client import CaptionClient, CaptionError
-from ui.feedback import MAX_CORRECTION, FeedbackError, make_feedback
-from ui.localdb import mongodb_uri_or_local
 from ui.markup import escape_markdown
-from ui.metrics import UIMetrics, serve_metrics
-from ui.outbox import Flusher, Outbox
 from ui.settings import UISettings
-from ui.store import FeedbackStore, StoreUnavailable
-from ui.submit import submit
-
-log = logging.getLogger("ui")
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
 RATINGS = {"👍 Yes": "up", "👎 No": "down"}
@@ -41,33 +37,23 @@ class Resources:
 
     settings: UISettings
     client: CaptionClient
-    store: FeedbackStore
-    outbox: Outbox
-    metrics: UIMetrics
+    feedback: FeedbackRuntime
 
 
 @st.cache_resource
 def resources() -> Resources:
-    """Built once per UI process: settings, service client, store, outbox and its flusher."""
-    from inference.tracing import build_tracer_provider
+    """Built once per UI process: settings, service client and the feedback component.
+
+    Its flusher starts here unless the launcher's already delivers the outbox.
+    """
+    from telemetry.tracing import build_tracer_provider
 
     settings = UISettings()
-    metrics = UIMetrics()
+    feedback = build(settings)
+    feedback.ensure_indexes()
     if settings.ui_metrics_port:
-        serve_metrics(metrics, settings.ui_metrics_port)
-    secret = settings.mongodb_uri
-    uri, _local = mongodb_uri_or_local(
-        secret.get_secret_value() if secret else None,
-        settings.local_db_dir,
-        settings.local_db_port,
-    )
-    store = FeedbackStore(uri, settings.mongodb_database, settings.mongodb_timeout_ms)
-    try:
-        store.ensure_indexes()
-    except StoreUnavailable:
-        log.warning("the feedback database is unreachable; feedback goes to the outbox")
-    outbox = Outbox(settings.outbox_path, metrics=metrics)
-    Flusher(outbox, store, interval=settings.flush_seconds, metrics=metrics).start()
+        serve_metrics(feedback.metrics, settings.ui_metrics_port)
+    feedback.start()
     tracer = build_tracer_provider("captioner-ui").get_tracer("captioner.ui")
     client = CaptionClient(
         settings.service_url,
@@ -75,7 +61,7 @@ def resources() -> Resources:
         settings.service_retries,
         tracer=tracer,
     )
-    return Resources(settings, client, store, outbox, metrics)
+    return Resources(settings, client, feedback)
 
 
 def caption_page(r: Resources) -> None:
@@ -168,11 +154,12 @@ def feedback_form(r: Resources, result, data: bytes, digest: str) -> None:
         st.error(f"That feedback was not accepted: {exc}")
         return
     sent_before = st.session_state.setdefault("sent", {})
-    outcome = submit(feedback, r.store, r.outbox, metrics=r.metrics)
+    outcome = submit(feedback, r.feedback.store, r.feedback.outbox, metrics=r.feedback.metrics)
     if outcome == "queued":
+        waiting = r.feedback.outbox.depth()
         st.info(
             "The feedback database cannot be reached right now. Your feedback is queued "
-            f"on this machine and will be delivered automatically ({r.outbox.depth()} waiting)."
+            f"on this machine and will be delivered automatically ({waiting} waiting)."
         )
     elif result.request_id in sent_before:
         st.success("Your feedback was updated.")
@@ -184,7 +171,7 @@ def feedback_form(r: Resources, result, data: bytes, digest: str) -> None:
 def feedback_page(r: Resources) -> None:
     st.title("Feedback")
     try:
-        versions = r.store.model_versions()
+        versions = r.feedback.store.model_versions()
     except StoreUnavailable:
         st.error("The feedback database cannot be reached right now.")
         return
@@ -195,10 +182,10 @@ def feedback_page(r: Resources) -> None:
     since = datetime.combine(since_day, day_start.min, tzinfo=UTC)
     chosen = None if version == "all" else version
     try:
-        rows = r.store.recent(
+        rows = r.feedback.store.recent(
             200, model_version=chosen, rating=None if rating == "all" else rating, since=since
         )
-        rates = r.store.up_rate(since=since)
+        rates = r.feedback.store.up_rate(since=since)
     except StoreUnavailable:
         st.error("The feedback database cannot be reached right now.")
         return
@@ -232,13 +219,13 @@ def export_button(r: Resources, since: datetime) -> None:
     import tempfile
     from pathlib import Path
 
-    from ui.export import export_feedback
+    from feedback.export import write_dataset
 
     if not st.button("Prepare a training dataset from this period's feedback"):
         return
     with tempfile.TemporaryDirectory() as folder:
         try:
-            summary = export_feedback(r.store, since, Path(folder))
+            summary = write_dataset(r.feedback.store, since, Path(folder))
         except StoreUnavailable:
             st.error("The feedback database cannot be reached right now.")
             return
@@ -256,7 +243,7 @@ def main() -> None:
     r = resources()
     view = st.sidebar.radio("Page", ["Caption", "Feedback"], key="view")
     st.sidebar.caption(f"Service: {r.settings.service_url}")
-    waiting = r.outbox.depth()
+    waiting = r.feedback.outbox.depth()
     if waiting:
         st.sidebar.warning(f"{waiting} feedback waiting for the database (queued, not lost).")
     if view == "Caption":

@@ -65,9 +65,12 @@ class CaptionClient:
         self._http = httpx.Client(timeout=timeout, transport=transport)
 
     def caption(
-        self, image: bytes, filename: str, beam_size: int = 3, attention: bool = True
+        self, image: bytes, filename: str, beam_size: int | None = None, attention: bool = True
     ) -> CaptionResult:
         """Caption one image.
+
+        Args:
+            beam_size: alternatives to search; None leaves the model's own choice.
 
         Raises:
             CaptionError: with the service's answer in plain words.
@@ -85,7 +88,9 @@ class CaptionClient:
 
     def _post(self, image, filename, beam_size, attention, headers) -> httpx.Response:
         files = {"image": (filename or "image", image, "application/octet-stream")}
-        data = {"beam_size": str(beam_size), "attention": "1" if attention else "0"}
+        data = {"attention": "1" if attention else "0"}
+        if beam_size is not None:
+            data["beam_size"] = str(beam_size)
         for attempt in range(self.retries + 1):
             try:
                 answer = self._http.post(

@@ -4,7 +4,9 @@ Streamlit runs the page's code only when someone opens it, so what must run from
 the start lives in this launcher process: the local database, the outbox flusher
 (queued feedback is delivered after a restart even before anyone visits), and the
 UI's ``/metrics``, which sums this process's and the page process's counters
-through prometheus_client's multiprocess mode.
+through prometheus_client's multiprocess mode. Both processes build the feedback
+component with :func:`feedback.runtime.build`; the launcher starts its flusher
+first, so the page's finds the outbox taken and the outbox has one flusher.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ui.localdb import LocalMongo
 from ui.settings import UISettings
 
 log = logging.getLogger(__name__)
@@ -62,32 +63,23 @@ def run(settings: UISettings) -> int:
 
 
 def _run(settings: UISettings) -> int:
-    from ui.metrics import UIMetrics, serve_metrics
-    from ui.outbox import Flusher, Outbox
-    from ui.store import FeedbackStore
+    from feedback.metrics import serve_metrics
+    from feedback.runtime import build
 
     env = dict(os.environ)
-    local = None
-    uri = settings.mongodb_uri.get_secret_value() if settings.mongodb_uri else ""
-    if not uri:
-        # The embedded default: real pymongo over the wire to nx-27017 on a local file.
-        local = LocalMongo(settings.local_db_dir, settings.local_db_port)
-        env["MONGODB_URI"] = local.start()
-        print(f"feedback database: nx-27017 at {env['MONGODB_URI']} ({settings.local_db_dir})")
+    # Without MONGODB_URI, the embedded default: real pymongo over the wire to
+    # nx-27017 on a local file, which the page then uses too.
+    feedback = build(settings)
+    if feedback.local is not None:
+        env["MONGODB_URI"] = feedback.uri
+        print(f"feedback database: nx-27017 at {feedback.uri} ({settings.local_db_dir})")
     env["CAPTIONER_SERVICE_URL"] = settings.service_url
     env["CAPTIONER_UI_PORT"] = str(settings.ui_port)
     env["CAPTIONER_UI_METRICS_PORT"] = "0"  # served here, summed over both processes
-    metrics = UIMetrics()
     if settings.ui_metrics_port:
-        serve_metrics(metrics, settings.ui_metrics_port)
-    store = FeedbackStore(
-        env["MONGODB_URI"] if local else uri,
-        settings.mongodb_database,
-        settings.mongodb_timeout_ms,
-    )
-    outbox = Outbox(settings.outbox_path, metrics=metrics)
-    flusher = Flusher(outbox, store, interval=settings.flush_seconds, metrics=metrics)
-    flusher.start()
+        serve_metrics(feedback.metrics, settings.ui_metrics_port)
+    # Before the page starts: the outbox's one flusher is this process's.
+    feedback.start()
     print(f"captioner UI on http://{settings.ui_host}:{settings.ui_port}", flush=True)
     print(f"  inference service: {settings.service_url}", flush=True)
     if settings.ui_metrics_port:
@@ -105,8 +97,4 @@ def _run(settings: UISettings) -> int:
         if process.poll() is None:
             process.terminate()
             process.wait(30)
-        flusher.stop(10)
-        outbox.close()
-        store.close()
-        if local is not None:
-            local.stop()
+        feedback.close()

@@ -1,5 +1,5 @@
 """Dashboards and rules as files: current, valid for promtool, tested, documented, and
-naming only metrics the code defines (contract 4, both ways)."""
+naming only metrics the code defines (docs/architecture.md, telemetry: both ways)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import pytest
 import yaml
 from prometheus_client.metrics_core import Metric
 
+from feedback.metrics import FeedbackMetrics
 from inference.metrics import ServiceMetrics
 from monitoring import contract
 from monitoring.build_rules import RUNBOOK_BASE, alerts
 from monitoring.generate import main as generate
 from tests.helpers import REPO
-from ui.metrics import UIMetrics
 
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
@@ -30,7 +30,7 @@ def defined_metrics() -> dict[str, str]:
     """Every sample name the code exposes, mapped to its family (histogram parts folded)."""
     families: list[Metric] = [
         *ServiceMetrics().registry.collect(),
-        *UIMetrics().registry.collect(),
+        *FeedbackMetrics().registry.collect(),
     ]
     names = {}
     for family in families:

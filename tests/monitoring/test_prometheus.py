@@ -1,6 +1,6 @@
 """A real Prometheus (Debian's package) scrapes a running service and the UI's metrics
 under a short load; then every dashboard query, every recording rule and every alert
-runs through its HTTP API (contract 4, issue 6)."""
+runs through its HTTP API (docs/architecture.md, telemetry)."""
 
 from __future__ import annotations
 
@@ -21,15 +21,15 @@ import httpx
 import pytest
 import yaml
 
+from feedback.metrics import FeedbackMetrics, serve_metrics
+from feedback.outbox import Outbox
+from feedback.record import make_feedback
+from feedback.store import FeedbackStore
+from feedback.submit import submit
 from monitoring import contract
 from monitoring.build_rules import alerts
 from monitoring.render import render
 from tests.helpers import REAL_PHOTOS, REPO, ProcessServer, free_port, wait_until
-from ui.feedback import make_feedback
-from ui.metrics import UIMetrics, serve_metrics
-from ui.outbox import Outbox
-from ui.store import FeedbackStore
-from ui.submit import submit
 
 PROMETHEUS = shutil.which("prometheus")
 pytestmark = [
@@ -88,7 +88,7 @@ def _load(
                 time.sleep(0.05)
 
 
-def _rate(captions: list[dict], stop: float, uri: str, metrics: UIMetrics, tmp: Path, tally):
+def _rate(captions: list[dict], stop: float, uri: str, metrics: FeedbackMetrics, tmp: Path, tally):
     """Feedback on the captions as they come, as the page gives it: mostly stored, some
     queued while a database is unreachable and delivered from the outbox later."""
     database = f"monitoring_{uuid.uuid4().hex[:8]}"
@@ -129,7 +129,7 @@ def _rate(captions: list[dict], stop: float, uri: str, metrics: UIMetrics, tmp: 
 def scraped(served_package, mongo_uri, tmp_path_factory) -> Iterator[Scraped]:
     tmp = tmp_path_factory.mktemp("prometheus")
     service = ProcessServer(served_package, tmp / "service.log", max_queue=4)
-    ui_metrics = UIMetrics()
+    ui_metrics = FeedbackMetrics()
     ui_port, prometheus_port = free_port(), free_port()
     http_server, _ = serve_metrics(ui_metrics, ui_port)  # type: ignore[misc]
     config = {

@@ -22,12 +22,12 @@ import httpx
 import pytest
 from pymongo import MongoClient
 
+from feedback.localdb import LocalMongo
+from feedback.outbox import Flusher, Outbox
+from feedback.record import Feedback, make_feedback
+from feedback.store import FeedbackStore
+from feedback.submit import submit
 from tests.helpers import REAL_PHOTOS, ProcessServer, free_port, wait_until
-from ui.feedback import Feedback, make_feedback
-from ui.localdb import LocalMongo
-from ui.outbox import Flusher, Outbox
-from ui.store import FeedbackStore
-from ui.submit import submit
 
 PHOTOS = [p.read_bytes() for p in sorted(REAL_PHOTOS.glob("*.jpg"))]
 

@@ -25,11 +25,11 @@ from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 from pydantic import SecretStr
 
+from feedback.outbox import Outbox
 from inference.app import create_app
 from inference.settings import ServeSettings
 from tests.helpers import REAL_PHOTOS, REPO, ProcessServer, ThreadServer, free_port, wait_until
 from ui.markup import escape_markdown
-from ui.outbox import Outbox
 from ui.settings import UISettings
 
 PASSWORD = "Pa55-w0rd-never-logged"
@@ -59,7 +59,7 @@ def test_the_ui_never_logs_the_database_password(tmp_path):
     level, pymongo included), the password is not."""
     dead = free_port()
     outbox = Outbox(tmp_path / "outbox.sqlite3")
-    from ui.feedback import make_feedback
+    from feedback.record import make_feedback
 
     outbox.put(
         make_feedback(
@@ -79,7 +79,7 @@ def test_the_ui_never_logs_the_database_password(tmp_path):
     log = tmp_path / "ui.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-c", "from captioner.cli import main; main()", "-v", "ui",
+            [sys.executable, "-c", "from cli.main import main; main()", "-v", "ui",
              "--port", str(free_port()), "--service-url", "http://127.0.0.1:9"],
             env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip

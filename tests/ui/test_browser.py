@@ -62,7 +62,7 @@ def page_process(service, mongo_uri, tmp_path):
         [
             sys.executable,
             "-c",
-            "from captioner.cli import main; main()",
+            "from cli.main import main; main()",
             "ui",
             "--port",
             str(port),

@@ -39,3 +39,13 @@ def test_an_unreachable_service_is_said_plainly_after_retries():
     with pytest.raises(CaptionError) as failed:
         client.caption(b"...", "x.jpg")
     assert failed.value.message == UNREACHABLE and failed.value.status is None
+
+
+def test_without_a_beam_size_the_service_uses_the_model_s_choice(running_service):
+    import httpx
+
+    client = CaptionClient(running_service.url)
+    result = client.caption((REAL_PHOTOS / "img6.jpg").read_bytes(), "img6.jpg")
+    ready = httpx.get(f"{running_service.url}/v2/models/{result.body['model']['name']}").json()
+    chosen = ready["parameters"]["default_beam_size"]
+    assert len(result.body["candidates"]) == chosen

@@ -12,8 +12,8 @@ import psutil
 import pymongo
 import pytest
 
+from feedback.outbox import Outbox
 from tests.helpers import REPO, free_port, metric_value, wait_until
-from ui.outbox import Outbox
 
 pytestmark = pytest.mark.server
 
@@ -35,7 +35,7 @@ def test_queued_feedback_is_delivered_and_counted_before_any_visit(mongo_uri, ma
         "CAPTIONER_FLUSH_SECONDS": "0.3",
     }
     process = subprocess.Popen(
-        [sys.executable, "-c", "from captioner.cli import main; main()", "ui"]
+        [sys.executable, "-c", "from cli.main import main; main()", "ui"]
         + ["--port", str(free_port()), "--service-url", "http://127.0.0.1:9"],
         env=env,
         cwd=REPO,

@@ -13,11 +13,11 @@ import pymongo
 import pytest
 import streamlit as st
 
+from feedback.localdb import LocalMongo
+from feedback.store import FeedbackStore
 from tests.helpers import REAL_PHOTOS, REPO, free_port, wait_until
 from tests.ui.page_driver import give_feedback, messages, open_page, upload
 from ui.client import PLAIN_WORDS
-from ui.localdb import LocalMongo
-from ui.store import FeedbackStore
 
 pytestmark = pytest.mark.server
 

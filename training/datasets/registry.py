@@ -8,6 +8,8 @@ Layout under ``data_root`` (``CAPTIONER_DATA_ROOT``, default ``data/``):
 - ``flickr30k/``: ``dataset_flickr30k.json`` and ``flickr30k-images/``.
 - ``coco/``: ``dataset_coco.json``; images under it as the JSON's ``filepath``
   says (``train2014/``, ``val2014/``).
+- ``feedback/``: ``dataset_feedback.json`` and ``images/``, as ``captioner feedback
+  export`` writes them (see :mod:`training.datasets.feedback`).
 
 A real dataset may be partial: only the photos present are used, and one log
 line says how many of the split are missing. Loading refuses only when none is
@@ -23,7 +25,7 @@ from pathlib import Path
 from training.datasets.base import CaptionDataset, DatasetError, Example, sample
 from training.datasets.spec import DatasetSpec, parse_spec
 
-DATASETS = ("shapes", "flickr8k", "flickr30k", "coco")
+DATASETS = ("shapes", "flickr8k", "flickr30k", "coco", "feedback")
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ def load_dataset(
     check_images: bool = True,
     require_all: bool = False,
 ) -> CaptionDataset:
-    """Load one split per its spec (contract 1), sampled by COUNT and SEED.
+    """Load one split per its spec (docs/architecture.md, dataset specs), sampled by COUNT and SEED.
 
     Args:
         spec: the split and sample.
@@ -80,12 +82,15 @@ def load_dataset(
 
         return load_shapes(spec.split, spec.count, spec.seed)
 
+    from training.datasets.feedback import load_feedback
     from training.datasets.flickr import load_flickr8k_original
     from training.datasets.karpathy import load_karpathy
 
     root = data_root / spec.name
     karpathy = root / f"dataset_{spec.name}.json"
-    if spec.name == "flickr8k" and not karpathy.is_file():
+    if spec.name == "feedback":
+        examples = load_feedback(root, spec.split, check=False)
+    elif spec.name == "flickr8k" and not karpathy.is_file():
         text_dir = _first_dir(root, ("Flickr8k_text", "text"))
         image_dir = _first_dir(root, ("Flickr8k_Dataset", "Flicker8k_Dataset", "images"))
         if not text_dir.is_dir():

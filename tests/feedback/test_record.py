@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from ui.feedback import (
+from feedback.record import (
     MAX_CAPTION,
     MAX_CORRECTION,
     MAX_NAME,

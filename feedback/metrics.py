@@ -1,4 +1,7 @@
-"""The UI's Prometheus metrics: every one of them, in one place (contract 4)."""
+"""Feedback's Prometheus metrics, the UI's ``/metrics``: every one, in one place.
+
+Names follow docs/architecture.md, "Telemetry".
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import os
 from prometheus_client import CollectorRegistry, Counter, Gauge, multiprocess, start_http_server
 
 
-class UIMetrics:
+class FeedbackMetrics:
     """Feedback counters and the outbox depth, on a registry of their own.
 
     A registry per object (rather than the global one) lets tests and several UI
@@ -41,7 +44,7 @@ class UIMetrics:
         )
 
 
-def serve_metrics(metrics: UIMetrics, port: int, host: str = "127.0.0.1") -> object:
+def serve_metrics(metrics: FeedbackMetrics, port: int, host: str = "127.0.0.1") -> object:
     """Serve ``/metrics`` for Prometheus on a daemon thread; returns what prometheus_client does.
 
     Args:

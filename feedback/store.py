@@ -1,7 +1,7 @@
-"""Feedback in MongoDB (contract 5): database ``captioner``, collection ``feedback``.
+"""Feedback in MongoDB: database ``captioner``, collection ``feedback`` (docs/architecture.md).
 
 Filters are built only from validated values (a request id that matched its pattern,
-a rating from :data:`ui.feedback.RATINGS`, plain strings, aware datetimes), so a value
+a rating from :data:`feedback.record.RATINGS`, plain strings, aware datetimes), so a value
 shaped like an operator never becomes one. Every connection failure surfaces as
 :class:`StoreUnavailable`, which the page answers with the outbox.
 """
@@ -24,7 +24,7 @@ from pymongo.errors import (
     ServerSelectionTimeoutError,
 )
 
-from ui.feedback import (
+from feedback.record import (
     MAX_NAME,
     Feedback,
     FeedbackError,

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 import pytest
 from pymongo.errors import DuplicateKeyError
 
-from ui.feedback import FeedbackError
-from ui.store import FeedbackStore
+from feedback.record import FeedbackError
+from feedback.store import FeedbackStore
 
 
 def test_request_id_has_a_unique_index_that_the_database_enforces(store, raw, make):

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from ui.store import StoreUnavailable
+from feedback.store import StoreUnavailable
 
 if TYPE_CHECKING:
-    from ui.feedback import Feedback
-    from ui.metrics import UIMetrics
-    from ui.outbox import Outbox
-    from ui.store import FeedbackStore
+    from feedback.metrics import FeedbackMetrics
+    from feedback.outbox import Outbox
+    from feedback.record import Feedback
+    from feedback.store import FeedbackStore
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ def submit(
     feedback: Feedback,
     store: FeedbackStore,
     outbox: Outbox,
-    metrics: UIMetrics | None = None,
+    metrics: FeedbackMetrics | None = None,
 ) -> str:
     """Store one feedback, or queue it durably when the database cannot be reached.
 

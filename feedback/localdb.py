@@ -1,7 +1,7 @@
 """The embedded default database: nx-27017, the MongoDB wire protocol over SQLite files.
 
-With no ``MONGODB_URI`` the UI starts one as a subprocess and talks to it with real
-pymongo, so the same code runs against it and against MongoDB.
+With no ``MONGODB_URI`` the feedback component starts one as a subprocess and talks
+to it with real pymongo, so the same code runs against it and against MongoDB.
 """
 
 from __future__ import annotations

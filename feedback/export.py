@@ -1,12 +1,14 @@
-"""Feedback as a training dataset: corrections and confirmed captions, in Karpathy's format.
+"""Feedback as a training dataset: corrections and confirmed captions, as a ``feedback`` dataset.
 
-The training registry reads Karpathy split files for its named datasets only, so the
-export takes the ``coco`` layout (the one whose JSON names each image's folder)::
+The training registry's ``feedback`` entry (``training/datasets/feedback.py``, whose
+docstring is the contract) reads what this writes::
 
-    OUT/coco/dataset_coco.json     every image in split "train"
-    OUT/coco/images/<sha256>.jpg   the images stored with their feedback
+    OUT/feedback/dataset_feedback.json   every image in split "train"
+    OUT/feedback/images/<sha256>.jpg     the images stored with their feedback
+    OUT/feedback/missing_images.txt      the ones that were not, to copy in by hand
 
-and trains with ``--dataset 'coco[train]'`` and ``CAPTIONER_DATA_ROOT=OUT``.
+and trains with ``--dataset 'feedback[train]'`` and ``CAPTIONER_DATA_ROOT=OUT``. The
+two sides share the layout, not code: training never imports this package.
 """
 
 from __future__ import annotations
@@ -17,12 +19,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from ui.feedback import Feedback
-    from ui.store import FeedbackStore
+from feedback.store import FeedbackStore
 
-DATASET = "coco"
+if TYPE_CHECKING:
+    from feedback.record import Feedback
+    from feedback.settings import FeedbackSettings
+
+DATASET = "feedback"
+CAPTIONS = f"dataset_{DATASET}.json"
 IMAGES = "images"
+MISSING = "missing_images.txt"
+
+
+class NoDatabase(RuntimeError):
+    """An export was asked for without a database to read."""
 
 
 def sentence(feedback: Feedback) -> str | None:
@@ -34,10 +44,37 @@ def sentence(feedback: Feedback) -> str | None:
     return None
 
 
-def export_feedback(store: FeedbackStore, since: datetime | None, out_dir: Path) -> dict[str, Any]:
+def export_feedback(
+    settings: FeedbackSettings, *, since: datetime | None = None, out: Path
+) -> dict[str, Any]:
+    """Export from the database the settings name: :func:`write_dataset` on its store.
+
+    Unlike the page, an export never starts the embedded database: an empty one would
+    export nothing and hide a missing ``MONGODB_URI``.
+
+    Args:
+        settings: the database (``mongodb_uri``, ``mongodb_database``, its timeout).
+        since: only feedback created from then on; ``None`` for all of it.
+        out: the data root to write the ``feedback/`` dataset folder under.
+
+    Returns:
+        The summary of :func:`write_dataset`.
+
+    Raises:
+        NoDatabase: ``mongodb_uri`` is not set.
+        StoreUnavailable: the database cannot be reached.
+    """
+    if settings.mongodb_uri is None or not settings.mongodb_uri.get_secret_value():
+        raise NoDatabase("no database: pass --mongodb-uri or set MONGODB_URI")
+    uri = settings.mongodb_uri.get_secret_value()
+    with FeedbackStore(uri, settings.mongodb_database, settings.mongodb_timeout_ms) as store:
+        return write_dataset(store, since, out)
+
+
+def write_dataset(store: FeedbackStore, since: datetime | None, out_dir: Path) -> dict[str, Any]:
     """Write the feedback since a time as a dataset the training pipeline loads.
 
-    One entry per image (feedback is grouped by image SHA-256, since a Karpathy file
+    One entry per image (feedback is grouped by image SHA-256, since the captions file
     may not repeat a file name), with every distinct sentence it received.
     Thumbs-down without a correction teaches nothing and is skipped.
 
@@ -77,11 +114,11 @@ def export_feedback(store: FeedbackStore, since: datetime | None, out_dir: Path)
         }
         for number, (digest, texts) in enumerate(sentences.items())
     ]
-    path = root / f"dataset_{DATASET}.json"
+    path = root / CAPTIONS
     info = {"source": "captioner feedback", "since": since.isoformat() if since else None}
     info["exported"] = datetime.now(UTC).isoformat(timespec="seconds")
     _write_json(path, {"dataset": DATASET, "info": info, "images": entries})
-    missing_list = root / "missing_images.txt"
+    missing_list = root / MISSING
     missing_list.write_text("".join(f"{d}.jpg\n" for d in missing))
     summary: dict[str, Any] = {
         "records": records,

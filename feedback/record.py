@@ -47,7 +47,7 @@ class Feedback:
     image: bytes | None = None
 
     def to_document(self) -> dict[str, Any]:
-        """The MongoDB document (contract 5); ``image`` only when it is stored."""
+        """The MongoDB document (docs/architecture.md, feedback); ``image`` only if stored."""
         doc = asdict(self)
         if self.image is None:
             del doc["image"]

@@ -17,12 +17,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ui.feedback import Feedback, FeedbackError, make_feedback
-from ui.store import StoreUnavailable
+from feedback.record import Feedback, FeedbackError, make_feedback
+from feedback.store import StoreUnavailable
 
 if TYPE_CHECKING:
-    from ui.metrics import UIMetrics
-    from ui.store import FeedbackStore
+    from feedback.metrics import FeedbackMetrics
+    from feedback.store import FeedbackStore
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ WHERE excluded.created >= outbox.created
 class Outbox:
     """Feedback waiting for the database, on disk; safe to share between threads."""
 
-    def __init__(self, path: Path, metrics: UIMetrics | None = None) -> None:
+    def __init__(self, path: Path, metrics: FeedbackMetrics | None = None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
@@ -161,7 +161,7 @@ class Flusher(threading.Thread):
         outbox: Outbox,
         store: FeedbackStore,
         interval: float = 5.0,
-        metrics: UIMetrics | None = None,
+        metrics: FeedbackMetrics | None = None,
     ) -> None:
         super().__init__(name="feedback-outbox-flusher", daemon=True)
         self.outbox = outbox

@@ -7,12 +7,12 @@ import time
 
 import pytest
 
+from feedback.localdb import LocalDBError, LocalMongo, mongodb_uri_or_local
+from feedback.metrics import FeedbackMetrics
+from feedback.outbox import Flusher, Outbox
+from feedback.store import FeedbackStore, StoreUnavailable
+from feedback.submit import submit
 from tests.helpers import free_port
-from ui.localdb import LocalDBError, LocalMongo, mongodb_uri_or_local
-from ui.metrics import UIMetrics
-from ui.outbox import Flusher, Outbox
-from ui.store import FeedbackStore, StoreUnavailable
-from ui.submit import submit
 
 
 @pytest.fixture
@@ -24,10 +24,10 @@ def unreachable():
 
 @pytest.fixture
 def metrics():
-    return UIMetrics()
+    return FeedbackMetrics()
 
 
-def sample(metrics: UIMetrics, name: str, **labels: str) -> float:
+def sample(metrics: FeedbackMetrics, name: str, **labels: str) -> float:
     """Sum of the samples of ``name`` whose labels include ``labels``."""
     return sum(
         s.value

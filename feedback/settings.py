@@ -1,0 +1,41 @@
+"""Feedback settings: typed, read once from the environment by whoever builds the component."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class FeedbackSettings(BaseSettings):
+    """Where feedback goes: ``MONGODB_URI`` and ``CAPTIONER_*`` variables.
+
+    The page's settings extend these (one process, one environment), and
+    ``captioner feedback export`` builds them on their own.
+    """
+
+    # populate_by_name: a command passes its --mongodb-uri as mongodb_uri=..., not
+    # under the variable's name.
+    model_config = SettingsConfigDict(
+        env_prefix="CAPTIONER_", extra="ignore", populate_by_name=True
+    )
+
+    # A URI may carry a password: SecretStr keeps it out of reprs, logs and errors.
+    mongodb_uri: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MONGODB_URI", "CAPTIONER_MONGODB_URI"),
+        description="MongoDB to store feedback in; unset: a local nx-27017 is started",
+    )
+    mongodb_database: str = Field(default="captioner", description="database name")
+    mongodb_timeout_ms: int = Field(default=2000, ge=100, description="server selection timeout")
+    local_db_dir: Path = Field(
+        default=Path("runs/ui/mongo"), description="data directory of the local nx-27017"
+    )
+    local_db_port: int = Field(default=27017, ge=1, le=65535, description="its port")
+    outbox_path: Path = Field(
+        default=Path("runs/ui/outbox.sqlite3"),
+        description="durable outbox for feedback the database could not take",
+    )
+    flush_seconds: float = Field(default=5.0, gt=0, description="outbox delivery interval")
+    store_images: bool = Field(default=False, description="store uploaded images with feedback")
