@@ -27,7 +27,8 @@ import numpy as np
 
 from captioner.images import Preprocessing
 from captioner.text import Vocabulary
-from training.models.captioner import CONFIG_FILE, WEIGHTS_FILE, CaptionModel, ModelConfig
+from training.models.captioner import CaptionModel, ModelConfig
+from training.run_dir import RunDir, TrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 FLICKR8K_TEXT = SHARED_DATA / "flickr8k_text"
 REAL_PHOTOS = SHARED_DATA / "real_photos"
-VOCAB_FILE = "vocab.json"
 
 
 def seed_vocabulary(flickr_text: Path | None) -> Vocabulary:
@@ -79,10 +79,12 @@ def build_xception_merge(
     """
     from export.package import build_package
 
-    model_dir, package_dir = Path(out_dir) / "model", Path(out_dir) / "package"
-    saved = all((model_dir / name).is_file() for name in (CONFIG_FILE, WEIGHTS_FILE, VOCAB_FILE))
-    if saved and (package_dir / "manifest.json").is_file():
-        from captioner.package import open_package
+    run = RunDir(out_dir)
+    model_dir, package_dir = run.model_dir, run.package_dir
+    model_files = (RunDir.MODEL_CONFIG_FILE, RunDir.WEIGHTS_FILE, RunDir.VOCAB_FILE)
+    saved = all((model_dir / name).is_file() for name in model_files)
+    if saved and (package_dir / MANIFEST).is_file():
+        from captioner.package import MANIFEST, open_package
 
         if set(variants) <= set(open_package(package_dir).variants()):
             log.info("reusing the seed model in %s and its package in %s", model_dir, package_dir)
@@ -101,8 +103,7 @@ def build_xception_merge(
     )
     model = CaptionModel(config, encoder_weights="random")
     model.build_all()
-    model.save_dir(model_dir)
-    vocab.save(model_dir / VOCAB_FILE)
+    TrainedModel(model, vocab).save(model_dir)
     log.info("model saved in %s; exporting Xception to ONNX (about a minute) ...", model_dir)
     build_package(model_dir, package_dir, name="seed-xception-merge", variants=variants)
     log.info("package in %s, built in %.0f s", package_dir, time.perf_counter() - started)
@@ -124,8 +125,8 @@ class SeedLoop:
     """
 
     def __init__(self, model_dir: Path):
-        caption_model = CaptionModel.load_dir(model_dir)
-        self.vocab = Vocabulary.load(Path(model_dir) / VOCAB_FILE)
+        trained = TrainedModel.load(model_dir)
+        caption_model, self.vocab = trained.model, trained.vocab
         self.preprocessing = caption_model.config.preprocessing()
         self.encoder = caption_model.encoder
         dim = int(self.encoder.output.shape[-1])

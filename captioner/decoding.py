@@ -37,6 +37,13 @@ class StepDecoder(Protocol):
         ...
 
 
+# The decoding defaults: every other module takes them from here. A model whose
+# decoding was never chosen on validation is evaluated with UNTUNED_BEAM_SIZE;
+# its package is served greedy (captioner.package.Decoding).
+DEFAULT_LENGTH_PENALTY = 0.7
+UNTUNED_BEAM_SIZE = 3
+
+
 @dataclass(frozen=True)
 class DecodeOptions:
     """Search settings.
@@ -50,7 +57,7 @@ class DecodeOptions:
 
     beam_size: int = 1
     max_length: int = 20
-    length_penalty: float = 0.7
+    length_penalty: float = DEFAULT_LENGTH_PENALTY
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:

@@ -1,4 +1,5 @@
-"""The model package (contract 2): read, check and verify, with numpy and onnxruntime only.
+"""The model package: its typed manifest, read, checked and verified with numpy and onnxruntime
+only (docs/architecture.md, the model package).
 
 A package is a directory (or a ``.tar.gz`` of one) holding ``manifest.json``,
 ``encoder.onnx``, ``decoder.onnx``, ``vocab.json`` and optional precision
@@ -17,23 +18,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from captioner.consensus import ConsensusError, ConsensusReranker
+from captioner.decoding import DEFAULT_LENGTH_PENALTY
 from captioner.images import Preprocessing
 from captioner.text import Vocabulary, VocabularyError
 
 FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 VARIANTS = ("fp32", "fp16", "int8")
-REQUIRED = (
-    "format_version",
-    "model",
-    "architecture",
-    "encoder",
-    "decoder",
-    "vocabulary",
-    "onnx",
-    "files",
-)
+
+# The package's files: export writes them under these names, everyone reads them so.
+MANIFEST = "manifest.json"
+ENCODER_FILE = "encoder.onnx"
+DECODER_FILE = "decoder.onnx"
+VOCAB_FILE = "vocab.json"
+
+# The graphs' tensor names: export names them so, and the runtime feeds and fetches them.
+ENCODER_INPUT = "images"
+ENCODER_OUTPUTS = ("features", "init_h", "init_c")
+DECODER_INPUTS = ("features", "token", "h", "c")
+DECODER_OUTPUTS = ("log_probs", "h_out", "c_out")
+ATTENTION_OUTPUT = "attention"
+FEATURES = ENCODER_OUTPUTS[0]
 
 
 class PackageError(ValueError):
@@ -48,39 +55,139 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+class _Section(BaseModel):
+    # Sections are strict about what they need and keep what a newer writer added.
+    model_config = ConfigDict(extra="allow")
+
+
+class Tensor(_Section):
+    """A graph input or output: its name, shape (None for a dynamic axis) and dtype."""
+
+    name: str
+    shape: list[int | None]
+    dtype: str
+
+
+class ModelId(_Section):
+    name: str
+    version: str
+
+
+class Graph(_Section):
+    """A graph's tensor contract: what the runtime checks the ONNX session against."""
+
+    inputs: list[Tensor]
+    outputs: list[Tensor]
+
+    def shape(self, name: str) -> list[int | None]:
+        """The recorded shape of the output or input called NAME."""
+        for tensor in [*self.outputs, *self.inputs]:
+            if tensor.name == name:
+                return tensor.shape
+        raise PackageError(f"the manifest has no tensor {name!r}")
+
+
+class Encoder(Graph):
+    name: str
+    input_size: list[int]
+    preprocessing: dict[str, Any]
+
+
+class Decoder(Graph):
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class VocabularyInfo(_Section):
+    size: int
+    max_length: int
+    special_tokens: dict[str, int] = Field(default_factory=dict)
+
+
+class Onnx(_Section):
+    opset: int
+    producer: str = "tf2onnx"
+
+
+class Decoding(_Section):
+    """The decoding chosen on validation at training time, the service's default.
+
+    A package made before the choice existed (or from a model without one) decodes
+    greedily.
+    """
+
+    beam_size: int = Field(default=1, ge=1)
+    length_penalty: float = Field(default=DEFAULT_LENGTH_PENALTY, ge=0.0)
+    rerank: bool = False
+    val_cider: float | None = None
+
+
+class VariantFiles(_Section):
+    """A precision variant's graph files (same tensor contract as fp32)."""
+
+    encoder: str
+    decoder: str
+    description: str = ""
+
+
+class Manifest(_Section):
+    """``manifest.json``, the package's schema (docs/architecture.md, the model package).
+
+    Export builds it; :func:`open_package` reads and validates it.
+    """
+
+    format_version: int
+    model: ModelId
+    architecture: str
+    encoder: Encoder
+    decoder: Decoder
+    vocabulary: VocabularyInfo
+    onnx: Onnx
+    decoding: Decoding = Decoding()
+    dataset: str | None = None
+    scores: dict[str, Any] = Field(default_factory=dict)
+    created: str | None = None
+    parity: dict[str, Any] = Field(default_factory=dict)
+    variants: dict[str, VariantFiles] = Field(default_factory=dict)
+    files: dict[str, str]
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2, exclude_none=False) + "\n"
+
+    def write(self, root: Path) -> None:
+        """Record the sha256 of every other file under ROOT, then write the manifest."""
+        self.files = {
+            p.name: sha256(p) for p in sorted(root.iterdir()) if p.is_file() and p.name != MANIFEST
+        }
+        (root / MANIFEST).write_text(self.to_json())
+
+
 @dataclass
 class Package:
     """A checked package on disk: its directory, manifest and vocabulary."""
 
     root: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     vocab: Vocabulary
 
     @property
     def name(self) -> str:
-        return str(self.manifest["model"]["name"])
+        return self.manifest.model.name
 
     @property
     def version(self) -> str:
-        return str(self.manifest["model"]["version"])
+        return self.manifest.model.version
 
     @property
     def architecture(self) -> str:
-        return str(self.manifest["architecture"])
+        return self.manifest.architecture
 
     def preprocessing(self) -> Preprocessing:
-        p = self.manifest["encoder"]["preprocessing"]
+        p = self.manifest.encoder.preprocessing
         return Preprocessing(int(p["height"]), int(p["width"]), p["scaling"])
 
-    def decoding(self) -> dict[str, Any]:
-        """The decoding chosen on validation at training time: beam size, length penalty,
-        re-ranking. Packages made before the choice existed decode greedily."""
-        chosen = self.manifest.get("decoding") or {}
-        return {
-            "beam_size": int(chosen.get("beam_size", 1)),
-            "length_penalty": float(chosen.get("length_penalty", 0.7)),
-            "rerank": bool(chosen.get("rerank", False)),
-        }
+    def decoding(self) -> Decoding:
+        """The decoding chosen on validation: beam size, length penalty, re-ranking."""
+        return self.manifest.decoding
 
     def reranker(self) -> ConsensusReranker | None:
         """The consensus reranker the package carries, or None.
@@ -88,7 +195,7 @@ class Package:
         Raises:
             PackageError: the manifest asks for re-ranking and the files are unusable.
         """
-        if not self.decoding()["rerank"]:
+        if not self.decoding().rerank:
             return None
         try:
             return ConsensusReranker.load(self.root)
@@ -96,18 +203,18 @@ class Package:
             raise PackageError(str(exc)) from exc
 
     def variants(self) -> list[str]:
-        return ["fp32", *self.manifest.get("variants", {})]
+        return ["fp32", *self.manifest.variants]
 
     def graph_files(self, variant: str = "fp32") -> tuple[Path, Path]:
         """The encoder and decoder files of a precision variant."""
         if variant == "fp32":
-            return self.root / "encoder.onnx", self.root / "decoder.onnx"
-        found = self.manifest.get("variants", {}).get(variant)
+            return self.root / ENCODER_FILE, self.root / DECODER_FILE
+        found = self.manifest.variants.get(variant)
         if found is None:
             raise PackageError(
                 f"package has no {variant!r} variant (it has {', '.join(self.variants())})"
             )
-        return self.root / found["encoder"], self.root / found["decoder"]
+        return self.root / found.encoder, self.root / found.decoder
 
 
 def _unpack(archive: Path) -> Path:
@@ -121,31 +228,42 @@ def _unpack(archive: Path) -> Path:
     return entries[0] if len(entries) == 1 and entries[0].is_dir() else target
 
 
-def read_manifest(root: Path) -> dict[str, Any]:
+def read_manifest(root: Path) -> Manifest:
+    """The manifest under ROOT, validated.
+
+    Raises:
+        PackageError: missing, not JSON, of another format version, or lacking a field.
+    """
     path = root / MANIFEST
     if not path.is_file():
         raise PackageError(f"{root} is not a model package: {MANIFEST} is missing")
     try:
-        manifest = json.loads(path.read_text())
+        raw = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise PackageError(f"{path} is not valid JSON: {exc}") from exc
-    if not isinstance(manifest, dict):
+    if not isinstance(raw, dict):
         raise PackageError(f"{path} must hold a JSON object")
-    missing = [k for k in REQUIRED if k not in manifest]
+    missing = [k for k, f in Manifest.model_fields.items() if f.is_required() and k not in raw]
     if missing:
         raise PackageError(f"{path} lacks {', '.join(missing)}")
-    if manifest["format_version"] != FORMAT_VERSION:
+    if raw["format_version"] != FORMAT_VERSION:
         raise PackageError(
-            f"package format version {manifest['format_version']!r} is not supported "
+            f"package format version {raw['format_version']!r} is not supported "
             f"(this build reads {FORMAT_VERSION})"
         )
-    return manifest
+    try:
+        return Manifest.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
+        )
+        raise PackageError(f"{path} is malformed: {problems}") from exc
 
 
-def check_files(root: Path, manifest: dict[str, Any]) -> None:
+def check_files(root: Path, manifest: Manifest) -> None:
     """Every file the manifest lists exists and has its recorded sha256."""
     problems = []
-    for name, expected in sorted(manifest["files"].items()):
+    for name, expected in sorted(manifest.files.items()):
         path = root / name
         if Path(name).is_absolute() or ".." in Path(name).parts:
             problems.append(f"{name}: not a plain file name")
@@ -153,8 +271,8 @@ def check_files(root: Path, manifest: dict[str, Any]) -> None:
             problems.append(f"{name}: missing")
         elif sha256(path) != expected:
             problems.append(f"{name}: sha256 mismatch (damaged or changed)")
-    for required in ("encoder.onnx", "decoder.onnx", "vocab.json"):
-        if required not in manifest["files"]:
+    for required in (ENCODER_FILE, DECODER_FILE, VOCAB_FILE):
+        if required not in manifest.files:
             problems.append(f"{required}: not listed in the manifest")
     if problems:
         raise PackageError(f"package {root} refused: " + "; ".join(problems))
@@ -169,12 +287,11 @@ def open_package(path: str | Path) -> Package:
     manifest = read_manifest(root)
     check_files(root, manifest)
     try:
-        vocab = Vocabulary.load(root / "vocab.json")
+        vocab = Vocabulary.load(root / VOCAB_FILE)
     except VocabularyError as exc:
         raise PackageError(str(exc)) from exc
-    if len(vocab) != manifest["vocabulary"]["size"]:
+    if len(vocab) != manifest.vocabulary.size:
         raise PackageError(
-            f"vocab.json has {len(vocab)} tokens, "
-            f"the manifest says {manifest['vocabulary']['size']}"
+            f"{VOCAB_FILE} has {len(vocab)} tokens, the manifest says {manifest.vocabulary.size}"
         )
     return Package(root, manifest, vocab)

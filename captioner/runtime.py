@@ -14,7 +14,16 @@ from typing import Any
 import numpy as np
 
 from captioner.decoding import Candidate, DecodeOptions, decode
-from captioner.package import Package, PackageError
+from captioner.package import (
+    ATTENTION_OUTPUT,
+    DECODER_INPUTS,
+    DECODER_OUTPUTS,
+    ENCODER_INPUT,
+    ENCODER_OUTPUTS,
+    Graph,
+    Package,
+    PackageError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +31,12 @@ DEFAULT_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 
 
-def _check_io(session: Any, spec: dict[str, Any], graph: str) -> None:
-    for kind, actual in (("inputs", session.get_inputs()), ("outputs", session.get_outputs())):
-        expected = {t["name"]: t["shape"] for t in spec[kind]}
+def _check_io(session: Any, spec: Graph, graph: str) -> None:
+    for kind, recorded, actual in (
+        ("inputs", spec.inputs, session.get_inputs()),
+        ("outputs", spec.outputs, session.get_outputs()),
+    ):
+        expected = {t.name: t.shape for t in recorded}
         found = {t.name: [d if isinstance(d, int) else None for d in t.shape] for t in actual}
         if set(expected) != set(found):
             missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
@@ -101,11 +113,12 @@ class OnnxCaptioner:
             self.decoder = ort.InferenceSession(str(decoder_path), options, providers=wanted)
         except Exception as exc:  # onnxruntime raises its own untyped errors for bad graphs
             raise PackageError(f"onnxruntime cannot load the {variant} graphs: {exc}") from exc
-        _check_io(self.encoder, package.manifest["encoder"], "encoder")
-        _check_io(self.decoder, package.manifest["decoder"], "decoder")
+        _check_io(self.encoder, package.manifest.encoder, "encoder")
+        _check_io(self.decoder, package.manifest.decoder, "decoder")
         self.providers: list[str] = self.encoder.get_providers()
         self.reranker = package.reranker()
-        self._attention = any(o.name == "attention" for o in self.decoder.get_outputs())
+        self._attention = any(o.name == ATTENTION_OUTPUT for o in self.decoder.get_outputs())
+        self._step_outputs = [*DECODER_OUTPUTS] + ([ATTENTION_OUTPUT] if self._attention else [])
 
     @property
     def provider(self) -> str:
@@ -119,15 +132,14 @@ class OnnxCaptioner:
     def encode(self, images: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """Features and the initial decoder state for a batch of preprocessed images."""
         features, h, c = self.encoder.run(
-            ["features", "init_h", "init_c"], {"images": images.astype(np.float32, copy=False)}
+            list(ENCODER_OUTPUTS), {ENCODER_INPUT: images.astype(np.float32, copy=False)}
         )
         return features, [h, c]
 
     def step(self, features, tokens, state):
-        names = ["log_probs", "h_out", "c_out"] + (["attention"] if self._attention else [])
+        inputs = (features, tokens.astype(np.int32), state[0], state[1])
         outputs = self.decoder.run(
-            names,
-            {"features": features, "token": tokens.astype(np.int32), "h": state[0], "c": state[1]},
+            self._step_outputs, dict(zip(DECODER_INPUTS, inputs, strict=True))
         )
         alpha = outputs[3] if self._attention else None
         return outputs[0].astype(np.float32), [outputs[1], outputs[2]], alpha

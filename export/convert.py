@@ -10,7 +10,6 @@ can batch the steps of many requests and beams.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,24 +17,18 @@ import onnx
 import tensorflow as tf
 import tf2onnx
 
+from captioner.package import (
+    ATTENTION_OUTPUT,
+    DECODER_INPUTS,
+    DECODER_OUTPUTS,
+    ENCODER_INPUT,
+    ENCODER_OUTPUTS,
+    Graph,
+    Tensor,
+)
 from training.models.captioner import CaptionModel
 
 OPSET = 17
-ENCODER_INPUT = "images"
-ENCODER_OUTPUTS = ("features", "init_h", "init_c")
-DECODER_INPUTS = ("features", "token", "h", "c")
-DECODER_OUTPUTS = ("log_probs", "h_out", "c_out")
-ATTENTION_OUTPUT = "attention"
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    name: str
-    shape: tuple[int | None, ...]
-    dtype: str
-
-    def to_dict(self) -> dict[str, object]:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
 
 
 def _name_batch_axis(path: Path) -> None:
@@ -48,26 +41,29 @@ def _name_batch_axis(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def _infos(path: Path, inputs: bool) -> list[TensorInfo]:
-    model = onnx.load(str(path))
-    values = model.graph.input if inputs else model.graph.output
+def _tensors(values) -> list[Tensor]:
     out = []
     for value in values:
         t = value.type.tensor_type
-        shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)
-        out.append(
-            TensorInfo(value.name, shape, onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name)
-        )
+        shape = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name
+        out.append(Tensor(name=value.name, shape=shape, dtype=dtype))
     return out
 
 
-def export_encoder(model: CaptionModel, path: Path, opset: int = OPSET) -> list[TensorInfo]:
+def _graph(path: Path) -> Graph:
+    """The tensor contract of the ONNX file at PATH, as the manifest records it."""
+    model = onnx.load(str(path))
+    return Graph(inputs=_tensors(model.graph.input), outputs=_tensors(model.graph.output))
+
+
+def export_encoder(model: CaptionModel, path: Path, opset: int = OPSET) -> Graph:
     pre = model.config.preprocessing()
 
     def encoder(images):
         features = model.encode(images)
         h, c = model.initial_state(features)
-        return {"features": features, "init_h": h, "init_c": c}
+        return dict(zip(ENCODER_OUTPUTS, (features, h, c), strict=True))
 
     signature = [tf.TensorSpec([None, pre.height, pre.width, 3], tf.float32, name=ENCODER_INPUT)]
     tf2onnx.convert.from_function(
@@ -77,10 +73,10 @@ def export_encoder(model: CaptionModel, path: Path, opset: int = OPSET) -> list[
         output_path=str(path),
     )
     _name_batch_axis(path)
-    return [*_infos(path, True), *_infos(path, False)]
+    return _graph(path)
 
 
-def export_decoder(model: CaptionModel, path: Path, opset: int = OPSET) -> list[TensorInfo]:
+def export_decoder(model: CaptionModel, path: Path, opset: int = OPSET) -> Graph:
     pre = model.config.preprocessing()
     features = model.encode(np.zeros((1, pre.height, pre.width, 3), np.float32))
     units = model.decoder.units
@@ -88,16 +84,16 @@ def export_decoder(model: CaptionModel, path: Path, opset: int = OPSET) -> list[
 
     def step(features, token, h, c):
         log_probs, (h_out, c_out), alpha = model.step(features, token, [h, c])
-        outputs = {"log_probs": log_probs, "h_out": h_out, "c_out": c_out}
+        outputs = dict(zip(DECODER_OUTPUTS, (log_probs, h_out, c_out), strict=True))
         if attention:
             outputs[ATTENTION_OUTPUT] = alpha
         return outputs
 
+    shapes = ([None, *features.shape[1:]], [None], [None, units], [None, units])
+    dtypes = (tf.float32, tf.int32, tf.float32, tf.float32)
     signature = [
-        tf.TensorSpec([None, *features.shape[1:]], tf.float32, name="features"),
-        tf.TensorSpec([None], tf.int32, name="token"),
-        tf.TensorSpec([None, units], tf.float32, name="h"),
-        tf.TensorSpec([None, units], tf.float32, name="c"),
+        tf.TensorSpec(shape, dtype, name=name)
+        for shape, dtype, name in zip(shapes, dtypes, DECODER_INPUTS, strict=True)
     ]
     tf2onnx.convert.from_function(
         tf.function(step, autograph=False),
@@ -106,4 +102,4 @@ def export_decoder(model: CaptionModel, path: Path, opset: int = OPSET) -> list[
         output_path=str(path),
     )
     _name_batch_axis(path)
-    return [*_infos(path, True), *_infos(path, False)]
+    return _graph(path)

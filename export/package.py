@@ -1,4 +1,7 @@
-"""Build the model package (contract 2) from a trained model directory, parity-checked."""
+"""Build the model package from a trained model directory, parity-checked.
+
+The package is described in docs/architecture.md, "The model package".
+"""
 
 from __future__ import annotations
 
@@ -9,13 +12,28 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from captioner.package import FORMAT_VERSION, MANIFEST, open_package, sha256
+from captioner.package import (
+    DECODER_FILE,
+    ENCODER_FILE,
+    FORMAT_VERSION,
+    VOCAB_FILE,
+    Decoder,
+    Decoding,
+    Encoder,
+    Manifest,
+    ModelId,
+    Onnx,
+    VocabularyInfo,
+    open_package,
+    sha256,
+)
 from captioner.runtime import OnnxCaptioner
 from captioner.text import SPECIALS, Vocabulary
 from export.convert import OPSET, export_decoder, export_encoder
 from export.parity import compare_steps, probe_images
-from training.decode import step_decoder
 from training.models.captioner import CaptionModel
+from training.reference_decoder import step_decoder
+from training.run_dir import RunDir, TrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +46,13 @@ class ExportError(RuntimeError):
 
 def _run_metadata(model_dir: Path) -> tuple[str | None, dict[str, Any]]:
     """The dataset spec and evaluation scores recorded beside a training run's model."""
-    run_dir = model_dir.parent
+    run_dir = RunDir.of_model(model_dir)
     dataset = None
-    settings = run_dir / "settings.json"
+    settings = run_dir.settings_path
     if settings.is_file():
         dataset = json.loads(settings.read_text()).get("dataset")
     scores: dict[str, Any] = {}
-    scores_file = run_dir / "eval" / "scores.json"
+    scores_file = run_dir.scores_path
     if scores_file.is_file():
         recorded = json.loads(scores_file.read_text())
         scores = {"dataset": recorded.get("dataset"), **recorded.get("corpus", {})}
@@ -69,8 +87,8 @@ def build_package(
             raise ExportError(
                 f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}"
             )
-    model = CaptionModel.load_dir(model_dir)
-    vocab = Vocabulary.load(model_dir / "vocab.json")
+    trained = TrainedModel.load(model_dir)
+    model, vocab = trained.model, trained.vocab
     tmp = out_dir.with_name(f".{out_dir.name}.partial")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -97,49 +115,42 @@ def _export_into(
     variants: tuple[str, ...],
 ) -> None:
     dataset, scores = _run_metadata(model_dir)
-    encoder_io = export_encoder(model, tmp / "encoder.onnx", opset)
-    decoder_io = export_decoder(model, tmp / "decoder.onnx", opset)
-    vocab.save(tmp / "vocab.json")
+    encoder = export_encoder(model, tmp / ENCODER_FILE, opset)
+    decoder = export_decoder(model, tmp / DECODER_FILE, opset)
+    vocab.save(tmp / VOCAB_FILE)
     decoding = _decoding(model_dir, tmp)
     created = datetime.now(UTC)
-    weights_hash = sha256(model_dir / "model.weights.h5")[:8]
+    weights_hash = sha256(model_dir / RunDir.WEIGHTS_FILE)[:8]
     config = model.config
-    manifest: dict[str, Any] = {
-        "format_version": FORMAT_VERSION,
-        "model": {
-            "name": name or f"{(dataset or 'captioner').split('[')[0]}-{config.architecture}",
-            "version": version or f"{created:%Y%m%d.%H%M%S}-{weights_hash}",
-        },
-        "architecture": config.architecture,
-        "encoder": {
-            "name": config.encoder,
-            "input_size": [config.preprocessing().height, config.preprocessing().width],
-            "preprocessing": config.preprocessing().to_dict(),
-            "inputs": [t.to_dict() for t in encoder_io if t.name == "images"],
-            "outputs": [t.to_dict() for t in encoder_io if t.name != "images"],
-        },
-        "decoder": {
-            "config": config.decoder,
-            "inputs": [
-                t.to_dict() for t in decoder_io if t.name in ("features", "token", "h", "c")
-            ],
-            "outputs": [
-                t.to_dict() for t in decoder_io if t.name not in ("features", "token", "h", "c")
-            ],
-        },
-        "vocabulary": {
-            "size": len(vocab),
-            "max_length": vocab.max_length,
-            "special_tokens": {t: i for i, t in enumerate(SPECIALS)},
-        },
-        "onnx": {"opset": opset, "producer": "tf2onnx"},
-        "decoding": decoding,
-        "dataset": dataset,
-        "scores": scores,
-        "created": created.isoformat(timespec="seconds"),
-        "files": {},
-    }
-    _write_manifest(tmp, manifest)
+    pre = config.preprocessing()
+    manifest = Manifest(
+        format_version=FORMAT_VERSION,
+        model=ModelId(
+            name=name or f"{(dataset or 'captioner').split('[')[0]}-{config.architecture}",
+            version=version or f"{created:%Y%m%d.%H%M%S}-{weights_hash}",
+        ),
+        architecture=config.architecture,
+        encoder=Encoder(
+            name=config.encoder,
+            input_size=[pre.height, pre.width],
+            preprocessing=pre.to_dict(),
+            inputs=encoder.inputs,
+            outputs=encoder.outputs,
+        ),
+        decoder=Decoder(config=config.decoder, inputs=decoder.inputs, outputs=decoder.outputs),
+        vocabulary=VocabularyInfo(
+            size=len(vocab),
+            max_length=vocab.max_length,
+            special_tokens={t: i for i, t in enumerate(SPECIALS)},
+        ),
+        onnx=Onnx(opset=opset, producer="tf2onnx"),
+        decoding=decoding,
+        dataset=dataset,
+        scores=scores,
+        created=created.isoformat(timespec="seconds"),
+        files={},
+    )
+    manifest.write(tmp)
     runtime = OnnxCaptioner(open_package(tmp), providers=["CPUExecutionProvider"])
     diffs = parity(model, runtime)
     if diffs["probs"] > PARITY_TOLERANCE:
@@ -147,46 +158,33 @@ def _export_into(
             f"ONNX step probabilities differ from Keras by {diffs['probs']:.2e} "
             f"(> {PARITY_TOLERANCE})"
         )
-    manifest["parity"] = {"fp32": diffs}
+    manifest.parity = {"fp32": diffs}
     if variants:
         from export.variants import add_variants
 
-        manifest["variants"], manifest["parity"]["variants"] = add_variants(tmp, variants)
-    _write_manifest(tmp, manifest)
+        manifest.variants, manifest.parity["variants"] = add_variants(tmp, variants)
+    manifest.write(tmp)
     log.info(
         "package %s %s exported (max |dp| %.1e)",
-        manifest["model"]["name"],
-        manifest["model"]["version"],
+        manifest.model.name,
+        manifest.model.version,
         diffs["probs"],
     )
 
 
-def _decoding(model_dir: Path, tmp: Path) -> dict[str, Any]:
+def _decoding(model_dir: Path, tmp: Path) -> Decoding:
     """The decoding chosen on validation (training/tune.py), its consensus files copied.
 
     A model without a choice is served greedy, as before.
     """
-    from captioner.consensus import CONFIG_FILE, FEATURES_FILE
-    from training.tune import Decoding
+    from training.tune import load_decoding
 
-    chosen = Decoding.load(model_dir)
+    chosen = load_decoding(model_dir)
     if chosen is None:
-        return {"beam_size": 1, "length_penalty": 0.7, "rerank": False}
+        return Decoding()
     if chosen.rerank:
-        for name in (FEATURES_FILE, CONFIG_FILE):
+        for name in RunDir.CONSENSUS_FILES:
             if not (model_dir / name).is_file():
                 raise ExportError(f"{model_dir} chose re-ranking but has no {name}")
             shutil.copyfile(model_dir / name, tmp / name)
-    return {
-        "beam_size": chosen.beam_size,
-        "length_penalty": chosen.length_penalty,
-        "rerank": chosen.rerank,
-        "val_cider": chosen.val_cider,
-    }
-
-
-def _write_manifest(root: Path, manifest: dict[str, Any]) -> None:
-    manifest["files"] = {
-        p.name: sha256(p) for p in sorted(root.iterdir()) if p.is_file() and p.name != MANIFEST
-    }
-    (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return chosen

@@ -25,8 +25,8 @@ from typing import Any
 
 import onnx
 
+from captioner.package import DECODER_FILE, ENCODER_FILE, Package, VariantFiles, open_package
 from captioner.package import VARIANTS as PACKAGE_VARIANTS
-from captioner.package import Package, open_package
 from captioner.runtime import OnnxCaptioner
 from export.parity import compare_steps, probe_images
 
@@ -108,7 +108,7 @@ def _int8(source: Path, target: Path) -> None:
 
 def add_variants(
     package_dir: Path, variants: tuple[str, ...]
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[dict[str, VariantFiles], dict[str, Any]]:
     """Write the variant graphs beside the fp32 ones and measure them against fp32.
 
     Args:
@@ -131,16 +131,17 @@ def add_variants(
             f"choose from {', '.join(VARIANTS)}"
         )
     convert = {"fp16": _fp16, "int8": _int8}
-    entries: dict[str, Any] = {}
+    entries: dict[str, VariantFiles] = {}
     for variant in dict.fromkeys(variants):
         files = {}
-        for graph in ("encoder", "decoder"):
-            target = package_dir / f"{graph}.{variant}.onnx"
-            convert[variant](package_dir / f"{graph}.onnx", target)
+        for graph, fp32 in (("encoder", ENCODER_FILE), ("decoder", DECODER_FILE)):
+            target = package_dir / f"{graph}.{variant}.onnx"  # recorded in the manifest
+            convert[variant](package_dir / fp32, target)
             files[graph] = target.name
-        entries[variant] = {**files, "description": DESCRIPTIONS[variant]}
+        entries[variant] = VariantFiles(**files, description=DESCRIPTIONS[variant])
     package = open_package(package_dir)
-    package = Package(package.root, {**package.manifest, "variants": entries}, package.vocab)
+    manifest = package.manifest.model_copy(update={"variants": entries})
+    package = Package(package.root, manifest, package.vocab)
     return entries, {v: parity_with_fp32(package, v) for v in entries}
 
 

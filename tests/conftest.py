@@ -69,8 +69,8 @@ def mongo_uri(tmp_path_factory) -> Iterator[str]:
     if os.environ.get("MONGODB_URI"):
         yield os.environ["MONGODB_URI"]
         return
+    from feedback.localdb import LocalMongo
     from tests.helpers import free_port
-    from ui.localdb import LocalMongo
 
     with LocalMongo(tmp_path_factory.mktemp("mongo"), port=free_port()) as local:
         yield local.uri

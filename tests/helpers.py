@@ -194,7 +194,7 @@ class ProcessServer:
         assert self.process is None, f"the server on {self.url} is already started"
         self.log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-c", "from captioner.cli import main; main()", "serve", *self.args],
+            [sys.executable, "-c", "from cli.main import main; main()", "serve", *self.args],
             env=self.env,
             cwd=REPO,
             stdout=self.log,

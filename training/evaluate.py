@@ -19,16 +19,21 @@ from pathlib import Path
 import numpy as np
 
 from captioner.consensus import ConsensusReranker
-from captioner.decoding import DecodeOptions
+from captioner.decoding import UNTUNED_BEAM_SIZE, DecodeOptions
+from captioner.package import Decoding
 from captioner.text import Vocabulary
+from training.bootstrap import bootstrap
+from training.constant_caption import best_constant_caption
 from training.datasets.base import CaptionDataset
 from training.datasets.registry import load_dataset
 from training.datasets.spec import DatasetSpec
-from training.decode import caption_dataset
-from training.metrics import best_constant_caption, bootstrap, score_captions
 from training.models.captioner import CaptionModel
+from training.reference_decoder import caption_dataset
 from training.report import write_report
-from training.tune import Decoding, build_reranker, features_of
+from training.run_dir import RunDir, TrainedModel
+from training.scoring import score_captions
+from training.settings import EvalSettings
+from training.tune import build_reranker, features_of, load_decoding
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +50,9 @@ class Evaluation:
 
 
 def load_model(model_dir: Path) -> tuple[CaptionModel, Vocabulary]:
-    return CaptionModel.load_dir(model_dir), Vocabulary.load(model_dir / "vocab.json")
+    """The model saved in MODEL_DIR and its vocabulary (:class:`training.run_dir.TrainedModel`)."""
+    trained = TrainedModel.load(model_dir)
+    return trained.model, trained.vocab
 
 
 def _shapes_correct(hypotheses: dict[str, str], dataset: CaptionDataset) -> float | None:
@@ -58,7 +65,7 @@ def _shapes_correct(hypotheses: dict[str, str], dataset: CaptionDataset) -> floa
 
 def load_reranker(model_dir: Path) -> ConsensusReranker | None:
     """The reranker chosen on validation and saved beside the model, if any."""
-    chosen = Decoding.load(model_dir)
+    chosen = load_decoding(model_dir)
     return ConsensusReranker.load(model_dir) if chosen and chosen.rerank else None
 
 
@@ -66,25 +73,24 @@ def evaluate(
     model_dir: Path,
     spec: DatasetSpec,
     out_dir: Path,
-    data_root: Path = Path("data"),
-    beam_size: int | None = None,
-    length_penalty: float | None = None,
-    baseline: bool = True,
+    settings: EvalSettings | None = None,
     examples: int = 8,
 ) -> Evaluation:
     """Score the model's captions and the baselines on one split; write a report.
 
     Args:
-        beam_size, length_penalty: default: the decoding chosen on validation
-            (``decoding.json`` beside the model), else 3 and 0.7.
+        settings: the data root, and the decoding when not the one chosen on validation
+            (``decoding.json`` beside the model); default: ``EvalSettings()``.
 
     Writes ``scores.json`` (corpus scores and intervals), ``per_image.json``,
     ``captions.json`` and ``report.md`` with the photos and their captions.
     """
+    settings = settings or EvalSettings()
+    data_root = settings.data_root
     model, vocab = load_model(model_dir)
-    chosen = Decoding.load(model_dir) or Decoding()
-    beam = beam_size or chosen.beam_size
-    penalty = chosen.length_penalty if length_penalty is None else length_penalty
+    chosen = load_decoding(model_dir) or Decoding(beam_size=UNTUNED_BEAM_SIZE)
+    beam = settings.beam_size or chosen.beam_size
+    penalty = chosen.length_penalty if settings.length_penalty is None else settings.length_penalty
     reranker = load_reranker(model_dir)
     dataset = load_dataset(spec, data_root)
     references = dataset.references()
@@ -103,7 +109,7 @@ def evaluate(
         captions[label] = caption_dataset(model, vocab, dataset, options, reranker=rerank)
         seconds[label] = time.monotonic() - started
     served = list(searches)[-1]
-    if baseline:
+    if settings.baseline:
         captions.update(_baselines(model, spec, dataset, data_root, reranker))
 
     corpus: dict[str, dict[str, float]] = {}
@@ -118,7 +124,7 @@ def evaluate(
             corpus[label]["correct"] = correct
         per_image[label] = scores.per_image
     intervals = _intervals(per_image, served, dataset)
-    (out_dir / "scores.json").write_text(
+    (out_dir / RunDir.SCORES_FILE).write_text(
         json.dumps(
             {
                 "dataset": str(spec),
@@ -131,8 +137,8 @@ def evaluate(
         )
         + "\n"
     )
-    (out_dir / "per_image.json").write_text(json.dumps(per_image) + "\n")
-    (out_dir / "captions.json").write_text(json.dumps(captions, indent=1) + "\n")
+    (out_dir / RunDir.PER_IMAGE_FILE).write_text(json.dumps(per_image) + "\n")
+    (out_dir / RunDir.CAPTIONS_FILE).write_text(json.dumps(captions, indent=1) + "\n")
     report = write_report(out_dir, spec, dataset, corpus, intervals, captions, served, examples)
     return Evaluation(corpus, report, served)
 

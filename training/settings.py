@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,15 +24,20 @@ def default_data_root() -> Path:
     return shared if shared.is_dir() else Path("data")
 
 
+def data_root_field() -> Any:
+    """The one definition of every settings class's ``data_root`` field."""
+    return Field(
+        default_factory=default_data_root,
+        description="where real datasets live; default ../shared/data beside the checkout, or data",
+    )
+
+
 class DataSettings(BaseSettings):
     """Where datasets live and where ``captioner data fetch`` gets them; ``CAPTIONER_<FIELD>``."""
 
     model_config = SettingsConfigDict(env_prefix="CAPTIONER_", extra="ignore")
 
-    data_root: Path = Field(
-        default_factory=default_data_root,
-        description="where real datasets live; default ../shared/data beside the checkout, or data",
-    )
+    data_root: Path = data_root_field()
     data_mirror: str | None = Field(
         None,
         description="a base URL or a local folder holding the archives under their file names, "
@@ -49,19 +54,41 @@ class DataSettings(BaseSettings):
     )
 
 
+class EvalSettings(BaseSettings):
+    """How ``captioner evaluate`` decodes and what it scores beside the model."""
+
+    model_config = SettingsConfigDict(env_prefix="CAPTIONER_", extra="ignore")
+
+    data_root: Path = data_root_field()
+    beam_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="default: the beam size chosen on validation (decoding.json beside the "
+        "model), else captioner.decoding.UNTUNED_BEAM_SIZE",
+    )
+    length_penalty: float | None = Field(
+        default=None,
+        ge=0.0,
+        description="default: the one chosen on validation, else the core's default",
+    )
+    baseline: bool = Field(
+        default=True,
+        description="score the constant and nearest-neighbour baselines beside the model",
+    )
+
+
 class TrainSettings(BaseSettings):
     """How to train one model. Every field is also a ``CAPTIONER_<FIELD>`` variable."""
 
     model_config = SettingsConfigDict(env_prefix="CAPTIONER_", extra="ignore")
 
-    dataset: str = Field("shapes[train]", description="training split spec (contract 1)")
+    dataset: str = Field(
+        "shapes[train]", description="training split spec (docs/architecture.md, dataset specs)"
+    )
     val_dataset: str | None = Field(
         None, description="validation spec; default: the same dataset's val split"
     )
-    data_root: Path = Field(
-        default_factory=default_data_root,
-        description="where real datasets live; default ../shared/data beside the checkout, or data",
-    )
+    data_root: Path = data_root_field()
     run_dir: Path = Field(Path("runs/demo"), description="checkpoints, vocabulary, reports")
 
     architecture: Literal["merge", "attention"] = "attention"

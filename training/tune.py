@@ -10,61 +10,56 @@ that validation uses during training.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from pydantic import ValidationError
 
-from captioner.consensus import CONFIG_FILE, FEATURES_FILE, ConsensusReranker
-from captioner.decoding import Candidate, DecodeOptions, decode
-from captioner.text import Vocabulary
+from captioner.consensus import ConsensusReranker
+from captioner.decoding import (
+    DEFAULT_LENGTH_PENALTY,
+    UNTUNED_BEAM_SIZE,
+    Candidate,
+    DecodeOptions,
+    decode,
+)
+from captioner.package import Decoding
+from training.atomic import write_json
 from training.datasets.base import CaptionDataset
-from training.decode import step_decoder
-from training.metrics import score_captions
 from training.models.captioner import CaptionModel
+from training.reference_decoder import step_decoder
+from training.run_dir import RunDir, TrainedModel
+from training.scoring import score_captions
 
 log = logging.getLogger(__name__)
 
-DECODING_FILE = "decoding.json"
 BEAM_SIZES = (3, 5)
-LENGTH_PENALTIES = (0.7, 1.0)
+LENGTH_PENALTIES = (DEFAULT_LENGTH_PENALTY, 1.0)
 NEIGHBOURS = (10, 20, 40)
 WEIGHTS = (0.0, 0.3)
 
 
-@dataclass(frozen=True)
-class Decoding:
-    """The decoding a model is served with by default.
+def save_decoding(model_dir: Path, decoding: Decoding) -> Path:
+    """Write the choice beside the model, where export reads it into the manifest."""
+    path = Path(model_dir) / RunDir.DECODING_FILE
+    write_json(path, decoding.model_dump())
+    return path
 
-    Attributes:
-        beam_size: 1 is greedy.
-        length_penalty: see :class:`captioner.decoding.DecodeOptions`.
-        rerank: re-rank the beam by consensus with the nearest training photos.
-        val_cider: the validation CIDEr (fast tokenisation) this choice reached.
+
+def load_decoding(model_dir: Path) -> Decoding | None:
+    """The saved choice, or None for a model that never had one made.
+
+    Raises:
+        ValueError: the file is there but is not a valid choice.
     """
-
-    beam_size: int = 3
-    length_penalty: float = 0.7
-    rerank: bool = False
-    val_cider: float | None = None
-
-    def save(self, model_dir: Path) -> Path:
-        path = Path(model_dir) / DECODING_FILE
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        return path
-
-    @classmethod
-    def load(cls, model_dir: Path) -> Decoding | None:
-        """The saved choice, or None for a model that never had one made."""
-        path = Path(model_dir) / DECODING_FILE
-        if not path.is_file():
-            return None
-        try:
-            return cls(**json.loads(path.read_text()))
-        except (json.JSONDecodeError, TypeError) as exc:
-            raise ValueError(f"{path} is malformed: {exc}") from exc
+    path = Path(model_dir) / RunDir.DECODING_FILE
+    if not path.is_file():
+        return None
+    try:
+        return Decoding.model_validate_json(path.read_text())
+    except ValidationError as exc:
+        raise ValueError(f"{path} is malformed: {exc}") from exc
 
 
 def features_of(model: CaptionModel, dataset: CaptionDataset, batch_size: int = 64) -> np.ndarray:
@@ -102,8 +97,8 @@ def choose_decoding(
     Writes ``decoding.json`` and, when re-ranking wins, the consensus files into
     ``model_dir``. Ties keep the simpler choice (earlier in the grid).
     """
-    model = CaptionModel.load_dir(model_dir)
-    vocab = Vocabulary.load(model_dir / "vocab.json")
+    trained = TrainedModel.load(model_dir)
+    model, vocab = trained.model, trained.vocab
     decoder = step_decoder(model)
     val_features = features_of(model, val_set)
     references = val_set.references()
@@ -115,7 +110,8 @@ def choose_decoding(
         scores = score_captions(references, hypotheses, metrics=("CIDEr",), tokenize=False)
         return scores.corpus["CIDEr"]
 
-    best: tuple[float, Decoding, ConsensusReranker | None] = (-1.0, Decoding(), None)
+    untuned = Decoding(beam_size=UNTUNED_BEAM_SIZE)
+    best: tuple[float, Decoding, ConsensusReranker | None] = (-1.0, untuned, None)
     for beam, penalty in itertools.product(BEAM_SIZES, LENGTH_PENALTIES):
         options = DecodeOptions(beam, vocab.max_length, penalty)
         state = decoder.initial_state(val_features)
@@ -123,7 +119,7 @@ def choose_decoding(
         plain = cider(ranked)
         log.info("val: beam %d, length penalty %.1f: CIDEr %.3f", beam, penalty, plain)
         if plain > best[0]:
-            best = (plain, Decoding(beam, penalty, False, plain), None)
+            best = (plain, Decoding(beam_size=beam, length_penalty=penalty, val_cider=plain), None)
         if reranker is None:
             continue
         for k, weight in itertools.product(NEIGHBOURS, WEIGHTS):
@@ -132,13 +128,16 @@ def choose_decoding(
             score = cider(reranked)
             log.info("val:   re-ranked with k %d, weight %.1f: CIDEr %.3f", k, weight, score)
             if score > best[0]:
-                best = (score, Decoding(beam, penalty, True, score), trial)
+                reranked_choice = Decoding(
+                    beam_size=beam, length_penalty=penalty, rerank=True, val_cider=score
+                )
+                best = (score, reranked_choice, trial)
     _, decoding, chosen = best
-    decoding.save(model_dir)
+    save_decoding(model_dir, decoding)
     if chosen is not None:
         chosen.save(model_dir)
     else:
-        for name in (FEATURES_FILE, CONFIG_FILE):  # a stale choice must not be exported
+        for name in RunDir.CONSENSUS_FILES:  # a stale choice must not be exported
             (model_dir / name).unlink(missing_ok=True)
     log.info("decoding chosen on %d val photos: %s", len(val_set), decoding)
     return decoding

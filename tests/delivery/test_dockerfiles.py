@@ -169,3 +169,34 @@ def test_the_lock_script_passes_shellcheck():
         [str(shellcheck), str(DOCKER / "lock.sh")], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout
+
+
+# The component each image runs; it needs the command line and whatever that component
+# may import (scripts/import_map.ALLOWED), and nothing more.
+RUNS = {
+    "inference/Dockerfile.cpu": {"inference"},
+    "inference/Dockerfile.gpu": {"inference"},
+    "ui/Dockerfile": {"ui"},
+    "trainer/Dockerfile": {"training", "export"},
+}
+
+
+def _needs(components: set[str]) -> set[str]:
+    from scripts.import_map import ALLOWED
+
+    needed, todo = {"cli"}, list(components)
+    while todo:
+        component = todo.pop()
+        if component not in needed:
+            needed.add(component)
+            todo.extend(ALLOWED[component])
+    return needed
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_each_image_copies_the_packages_its_command_imports_and_no_other(name):
+    copies = [r for k, r in stages(DOCKER / name)[0].instructions if k == "COPY"]
+    packages = {m.group(1) for c in copies if (m := re.fullmatch(r"(\w+) /src/\1", c))}
+    assert packages == _needs(RUNS[name])
+    allowed = {line[1:].rstrip("/") for line in (REPO / ".dockerignore").read_text().split()}
+    assert packages <= allowed, f".dockerignore leaves out {packages - allowed}"

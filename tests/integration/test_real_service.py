@@ -10,9 +10,9 @@ import pytest
 from captioner.decoding import DecodeOptions
 from tests.helpers import SHARED_DATA
 from training.datasets.registry import load_dataset
-from training.decode import caption_dataset
 from training.evaluate import load_model, load_reranker
-from training.tune import Decoding
+from training.reference_decoder import caption_dataset
+from training.tune import load_decoding
 
 pytestmark = pytest.mark.server
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.server
 def test_default_requests_get_the_keras_reference_captions(trained_real, real_service):
     held_out = load_dataset("flickr8k[test]-24s3", SHARED_DATA)
     model, vocab = load_model(trained_real.model_dir)
-    chosen = Decoding.load(trained_real.model_dir)
+    chosen = load_decoding(trained_real.model_dir)
     options = DecodeOptions(chosen.beam_size, vocab.max_length, chosen.length_penalty)
     reranker = load_reranker(trained_real.model_dir)
     reference = caption_dataset(model, vocab, held_out, options, reranker=reranker)

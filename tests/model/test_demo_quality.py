@@ -7,7 +7,7 @@ with at most 10 minutes of training.
 
 import pytest
 
-from training.demo import DEMO_TRAIN_SECONDS, run_demo
+from cli.demo import DEMO_TRAIN_SECONDS, run_demo
 from training.settings import TrainSettings
 
 
@@ -20,8 +20,9 @@ def test_demo_reaches_the_bar(tmp_path):
     )
     corpus = run_demo(settings, progress=False)
     from training.checkpoints import load_state
+    from training.run_dir import RunDir
 
-    state = load_state(run_dir)
+    state = load_state(RunDir(run_dir))
     assert state is not None
     # The budget stops training after the epoch that passes it; one epoch is ~20 s here.
     assert state.train_seconds <= DEMO_TRAIN_SECONDS + 60

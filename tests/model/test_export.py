@@ -31,9 +31,10 @@ from export.parity import probe_images
 from tests.helpers import SHARED_DATA
 from training.datasets.base import CaptionDataset
 from training.datasets.shapes import load_shapes
-from training.decode import caption_batches, step_decoder
 from training.evaluate import load_model
 from training.models.captioner import CaptionModel, ModelConfig
+from training.reference_decoder import caption_batches, step_decoder
+from training.run_dir import RunDir, TrainedModel
 
 TOLERANCE = 1e-4  # the bar for fp32 probabilities (and encoder features)
 TRAINED = {"attention": "trained", "merge": "trained_merge"}
@@ -167,22 +168,22 @@ def test_trained_package_verifies(package_dir, trained):
     assert "fp32: probe image decoded" in result.checks
     assert isinstance(result.probe_captions["fp32"], str)
     manifest = result.package.manifest
-    vocab = Vocabulary.load(trained.model_dir / "vocab.json")
-    assert manifest["format_version"] == FORMAT_VERSION
-    assert manifest["architecture"] == "attention"
-    assert manifest["dataset"] == "shapes[train]"
-    assert manifest["vocabulary"]["size"] == len(vocab)
-    assert manifest["vocabulary"]["max_length"] == vocab.max_length
-    assert {t["name"] for t in manifest["decoder"]["outputs"]} == {
+    vocab = TrainedModel.load(trained.model_dir).vocab
+    assert manifest.format_version == FORMAT_VERSION
+    assert manifest.architecture == "attention"
+    assert manifest.dataset == "shapes[train]"
+    assert manifest.vocabulary.size == len(vocab)
+    assert manifest.vocabulary.max_length == vocab.max_length
+    assert {t.name for t in manifest.decoder.outputs} == {
         "log_probs",
         "h_out",
         "c_out",
         "attention",
     }
-    assert set(manifest["files"]) == {"encoder.onnx", "decoder.onnx", "vocab.json"}
-    for name, digest in manifest["files"].items():
+    assert set(manifest.files) == {"encoder.onnx", "decoder.onnx", "vocab.json"}
+    for name, digest in manifest.files.items():
         assert sha256(package_dir / name) == digest
-    assert manifest["parity"]["fp32"]["probs"] <= TOLERANCE
+    assert manifest.parity["fp32"]["probs"] <= TOLERANCE
 
 
 @pytest.mark.parametrize("name", ["encoder.onnx", "decoder.onnx", "vocab.json"])
@@ -245,7 +246,7 @@ def test_a_tar_gz_package_opens_and_verifies(package_dir, tmp_path, monkeypatch)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # unpack where the test cleans up
     result = verify(_tar(package_dir, tmp_path / "package.tar.gz"))
     assert result.package.root.is_relative_to(tmp_path)
-    assert result.package.manifest == _manifest(package_dir)
+    assert result.package.manifest.model_dump(mode="json") == _manifest(package_dir)
     assert "fp32: probe image decoded" in result.checks
 
 
@@ -289,21 +290,20 @@ def xception(tmp_path_factory) -> tuple[CaptionModel, Path]:
     )
     model.build_all()
     _calibrate_batch_norm(model, probe_images(model.config.preprocessing(), count=2))
-    model.save_dir(root / "model")
-    vocab.save(root / "model" / "vocab.json")
-    return model, build_package(root / "model", root / "package")
+    run = RunDir(root)
+    TrainedModel(model, vocab).save(run.model_dir)
+    return model, build_package(run.model_dir, run.package_dir)
 
 
 def test_xception_merge_model_exports_at_299(xception):
     _, package = xception
     result = verify(package)
     manifest = result.package.manifest
-    assert manifest["encoder"]["name"] == "xception"
-    assert manifest["encoder"]["input_size"] == [299, 299]
-    assert manifest["encoder"]["preprocessing"]["scaling"] == "tf"
-    assert manifest["encoder"]["inputs"][0]["shape"] == [None, 299, 299, 3]
-    features = {t["name"]: t["shape"] for t in manifest["encoder"]["outputs"]}["features"]
-    assert features == [None, 2048]
+    assert manifest.encoder.name == "xception"
+    assert manifest.encoder.input_size == [299, 299]
+    assert manifest.encoder.preprocessing["scaling"] == "tf"
+    assert manifest.encoder.inputs[0].shape == [None, 299, 299, 3]
+    assert manifest.encoder.shape("features") == [None, 2048]
     assert "fp32: probe image decoded" in result.checks
 
 

@@ -7,10 +7,12 @@ import sys
 
 import pytest
 
+from training.run_dir import RunDir
+
 
 def captioner(*args):
     return subprocess.run(
-        [sys.executable, "-m", "captioner.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -60,11 +62,10 @@ def test_verify_refuses_a_damaged_package_without_a_traceback(exported, tmp_path
 
 
 def test_export_of_a_missing_checkpoint_is_a_clear_error(tmp_path):
-    (tmp_path / "model").mkdir()
-    result = captioner(
-        "export", "--checkpoint", str(tmp_path / "model"), "--out", str(tmp_path / "p")
-    )
+    model_dir = RunDir(tmp_path).model_dir
+    model_dir.mkdir()
+    result = captioner("export", "--checkpoint", str(model_dir), "--out", str(tmp_path / "p"))
     assert result.returncode != 0
-    assert "Error:" in result.stderr and "model.json" in result.stderr
+    assert "Error:" in result.stderr and RunDir.MODEL_CONFIG_FILE in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "p").exists()

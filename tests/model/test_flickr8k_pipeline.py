@@ -13,7 +13,9 @@ from tests.helpers import FLICKR8K_TEXT, write_stand_in_images
 from training.datasets.registry import load_dataset
 from training.datasets.spec import parse_spec
 from training.evaluate import evaluate
-from training.settings import TrainSettings
+from training.features import FEATURES
+from training.run_dir import RunDir
+from training.settings import EvalSettings, TrainSettings
 from training.trainer import train
 
 pytestmark = pytest.mark.skipif(
@@ -71,15 +73,20 @@ def test_flickr8k_trains_and_evaluates(data_root, tmp_path):
         mlflow_tracking_uri=(tmp_path / "mlruns").as_uri(),
     )
     result = train(settings, progress=False)
-    vocab = Vocabulary.load(run_dir / "vocab.json")
+    vocab = Vocabulary.load(RunDir(run_dir).vocab_path)
     assert 300 < len(vocab) < 3000 and vocab.max_length >= 15
-    assert result.state.epoch == 1 and (result.model_dir / "model.weights.h5").is_file()
-    cached = list((tmp_path / "runs" / "features").glob("mobilenet_v2-pooled-*/*/features.npy"))
+    assert result.state.epoch == 1 and (result.model_dir / RunDir.WEIGHTS_FILE).is_file()
+    cached = list(RunDir(run_dir).features_root.glob(f"mobilenet_v2-pooled-*/*/{FEATURES}"))
     assert len(cached) == 1
 
-    out = tmp_path / "eval"
-    evaluation = evaluate(result.model_dir, parse_spec(SPECS["test"]), out, data_root, beam_size=2)
-    scores = json.loads((out / "scores.json").read_text())["corpus"]
+    out = RunDir(run_dir).eval_dir
+    evaluation = evaluate(
+        result.model_dir,
+        parse_spec(SPECS["test"]),
+        out,
+        EvalSettings(data_root=data_root, beam_size=2),
+    )
+    scores = json.loads((out / RunDir.SCORES_FILE).read_text())["corpus"]
     assert set(scores) == {"greedy", "beam2", "constant", "nearest-neighbour"}
     for row in scores.values():
         assert {"BLEU-4", "METEOR", "ROUGE-L", "CIDEr"} <= set(row)

@@ -16,9 +16,11 @@ from captioner.runtime import OnnxCaptioner
 from tests.helpers import SHARED_DATA
 from training.datasets.registry import load_dataset
 from training.datasets.spec import parse_spec
-from training.decode import caption_dataset
 from training.evaluate import evaluate, load_model, load_reranker
-from training.tune import Decoding
+from training.reference_decoder import caption_dataset
+from training.run_dir import RunDir
+from training.settings import EvalSettings
+from training.tune import load_decoding
 
 pytestmark = pytest.mark.java
 
@@ -31,7 +33,12 @@ def held_out():
 @pytest.fixture(scope="module")
 def evaluation(trained_real, tmp_path_factory):
     out = tmp_path_factory.mktemp("real_eval")
-    return evaluate(trained_real.model_dir, parse_spec("flickr8k[test]"), out, SHARED_DATA), out
+    return evaluate(
+        trained_real.model_dir,
+        parse_spec("flickr8k[test]"),
+        out,
+        EvalSettings(data_root=SHARED_DATA),
+    ), out
 
 
 def test_the_model_beats_the_constant_caption_on_held_out_photos(evaluation):
@@ -40,7 +47,7 @@ def test_the_model_beats_the_constant_caption_on_held_out_photos(evaluation):
     assert result.served.endswith("+rerank") or result.served.startswith("beam")
     assert corpus[result.served]["CIDEr"] > corpus["constant"]["CIDEr"] + 0.05
     assert corpus[result.served]["BLEU-1"] > corpus["constant"]["BLEU-1"]
-    scores = json.loads((out / "scores.json").read_text())
+    scores = json.loads((out / RunDir.SCORES_FILE).read_text())
     paired = scores["intervals"][f"{result.served} - constant"]
     assert paired["low"] <= paired["mean"] <= paired["high"]
     assert "nearest-neighbour" in corpus
@@ -69,9 +76,9 @@ def test_the_package_carries_the_choice_and_captions_as_keras_does(
     trained_real, real_package, held_out
 ):
     package = open_package(real_package)
-    chosen = Decoding.load(trained_real.model_dir)
-    assert package.decoding()["beam_size"] == chosen.beam_size
-    assert package.decoding()["rerank"] == chosen.rerank
+    chosen = load_decoding(trained_real.model_dir)
+    assert package.decoding().beam_size == chosen.beam_size
+    assert package.decoding().rerank == chosen.rerank
     model, vocab = load_model(trained_real.model_dir)
     reranker = load_reranker(trained_real.model_dir)
     options = DecodeOptions(chosen.beam_size, vocab.max_length, chosen.length_penalty)

@@ -9,9 +9,11 @@ from captioner.decoding import DecodeOptions, decode
 from captioner.images import preprocess
 from training.datasets.shapes import correct_share, load_shapes
 from training.datasets.spec import parse_spec
-from training.decode import KerasStepDecoder, caption_dataset
 from training.evaluate import evaluate, load_model
-from training.metrics import score_captions
+from training.reference_decoder import KerasStepDecoder, caption_dataset
+from training.run_dir import RunDir
+from training.scoring import score_captions
+from training.settings import EvalSettings
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +24,9 @@ def model_and_vocab(trained):
 @pytest.fixture(scope="module")
 def evaluation(trained, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval")
-    return evaluate(trained.model_dir, parse_spec("shapes[test]-200s3"), out, beam_size=3), out
+    return evaluate(
+        trained.model_dir, parse_spec("shapes[test]-200s3"), out, EvalSettings(beam_size=3)
+    ), out
 
 
 def test_training_improved_validation_cider(trained):
@@ -100,13 +104,13 @@ def test_attention_weights_come_with_every_word(model_and_vocab):
 
 def test_evaluation_writes_scores_and_report(evaluation):
     result, out = evaluation
-    scores = json.loads((out / "scores.json").read_text())
+    scores = json.loads((out / RunDir.SCORES_FILE).read_text())
     assert set(scores["corpus"]) == {"greedy", "beam3", "constant", "nearest-neighbour"}
     paired = scores["intervals"]["beam3 - nearest-neighbour"]
     assert paired["low"] <= paired["mean"] <= paired["high"]
     for row in scores["corpus"].values():
         assert {"BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "correct"} <= set(row)
-    per_image = json.loads((out / "per_image.json").read_text())
+    per_image = json.loads((out / RunDir.PER_IMAGE_FILE).read_text())
     assert len(per_image["greedy"]) == 200
     report = result.report.read_text()
     assert "| greedy |" in report and "Best constant caption" in report
@@ -115,7 +119,7 @@ def test_evaluation_writes_scores_and_report(evaluation):
 
 def test_corpus_scores_agree_with_a_direct_scoring(evaluation, trained):
     result, out = evaluation
-    captions = json.loads((out / "captions.json").read_text())["greedy"]
+    captions = json.loads((out / RunDir.CAPTIONS_FILE).read_text())["greedy"]
     dataset = load_shapes("test", 200, 3)
     direct = score_captions(dataset.references(), captions, metrics=("CIDEr",), tokenize=True)
     assert direct.corpus["CIDEr"] == pytest.approx(result.corpus["greedy"]["CIDEr"])

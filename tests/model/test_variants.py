@@ -51,14 +51,13 @@ def _io(path: Path) -> list[tuple[str, int]]:
 
 def test_variants_are_listed_with_hashed_files(package_dir):
     manifest = open_package(package_dir).manifest
-    assert set(manifest["variants"]) == {"fp16", "int8"}
-    for variant, entry in manifest["variants"].items():
-        assert entry["description"]
-        for graph in ("encoder", "decoder"):
-            name = entry[graph]
+    assert set(manifest.variants) == {"fp16", "int8"}
+    for variant, entry in manifest.variants.items():
+        assert entry.description
+        for name, graph in ((entry.encoder, "encoder"), (entry.decoder, "decoder")):
             assert name == f"{graph}.{variant}.onnx"
-            assert manifest["files"][name] == sha256(package_dir / name)
-    assert set(manifest["parity"]["variants"]) == {"fp16", "int8"}
+            assert manifest.files[name] == sha256(package_dir / name)
+    assert set(manifest.parity["variants"]) == {"fp16", "int8"}
 
 
 def test_every_variant_verifies(package_dir):
@@ -83,7 +82,7 @@ def test_int8_files_are_smaller_than_fp32(package_dir):
 
 
 def test_recorded_parity_is_close_to_fp32(package_dir):
-    parity = open_package(package_dir).manifest["parity"]["variants"]
+    parity = open_package(package_dir).manifest.parity["variants"]
     assert parity["fp16"]["probs"] < 0.01
     assert parity["int8"]["probs"] < 0.1
     assert min(p["tokens_agree"] for p in parity.values()) >= 0.75

@@ -9,7 +9,7 @@ import pytest
 
 def captioner(*args, **kwargs):
     return subprocess.run(
-        [sys.executable, "-m", "captioner.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         capture_output=True,
         text=True,
         timeout=300,

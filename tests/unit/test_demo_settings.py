@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from cli.demo import DEMO_TRAIN_SECONDS, REAL_WEIGHTS, demo_settings
 from tests.helpers import MOBILENET_WEIGHTS, SHARED_DATA
-from training.demo import DEMO_TRAIN_SECONDS, REAL_WEIGHTS, demo_settings
 from training.settings import TrainSettings, default_data_root
 
 needs_real = pytest.mark.skipif(

@@ -1,4 +1,4 @@
-"""Dataset specs (contract 1): ``NAME[SPLIT]-COUNTsSEED``."""
+"""Dataset specs (docs/architecture.md, dataset specs): ``NAME[SPLIT]-COUNTsSEED``."""
 
 from __future__ import annotations
 
