@@ -1,6 +1,6 @@
 """One trace from the page to the model: the UI's span, the service's request span, its
-stage spans, and the batch the image rode in (contract 4), seen with in-memory exporters
-on each side, as a collector would receive them from two processes."""
+stage spans, and the batch the image rode in (docs/architecture.md, telemetry), seen with
+in-memory exporters on each side, as a collector would receive them from two processes."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Requests that follow the document (positive) and requests that break it (negative)
 go to ``captioner serve`` on loopback: never a 5xx, every status, content type,
 header and body as the document declares them, every schema-breaking request
-refused with a 4xx, and the service ready afterwards (contract 3).
+refused with a 4xx, and the service ready afterwards (docs/architecture.md, the HTTP API).
 """
 
 from __future__ import annotations
