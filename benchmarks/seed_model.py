@@ -77,6 +77,7 @@ def build_xception_merge(
     Returns:
         ``(model_dir, package_dir)``.
     """
+    from captioner.package import MANIFEST, open_package
     from export.package import build_package
 
     run = RunDir(out_dir)
@@ -84,8 +85,6 @@ def build_xception_merge(
     model_files = (RunDir.MODEL_CONFIG_FILE, RunDir.WEIGHTS_FILE, RunDir.VOCAB_FILE)
     saved = all((model_dir / name).is_file() for name in model_files)
     if saved and (package_dir / MANIFEST).is_file():
-        from captioner.package import MANIFEST, open_package
-
         if set(variants) <= set(open_package(package_dir).variants()):
             log.info("reusing the seed model in %s and its package in %s", model_dir, package_dir)
             return model_dir, package_dir
