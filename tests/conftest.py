@@ -46,11 +46,22 @@ def trained_merge(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def served_package(trained, tmp_path_factory) -> Path:
-    """The trained attention model's package (fp32 and int8): what the service tests serve."""
+    """The trained attention model's package (fp32 only): what the service tests serve, and
+    the package test_export checks. Read-only: a test that damages it works on a copy."""
     from export.package import build_package
 
-    out = tmp_path_factory.mktemp("served") / "package"
-    return build_package(trained.model_dir, out, variants=("int8",))
+    return build_package(trained.model_dir, tmp_path_factory.mktemp("served") / "package")
+
+
+@pytest.fixture(scope="session")
+def variants_package(trained, tmp_path_factory) -> Path:
+    """The trained attention model's package with every precision variant (fp16, int8),
+    built only for the tests that need a variant. Read-only, like ``served_package``."""
+    from export.package import build_package
+    from export.variants import VARIANTS
+
+    out = tmp_path_factory.mktemp("variants") / "package"
+    return build_package(trained.model_dir, out, variants=VARIANTS)
 
 
 @pytest.fixture(scope="session")

@@ -175,8 +175,8 @@ def test_one_trace_spans_the_request_and_its_stages(served_package):
     assert any(e.get("trace_id") == trace_id and "/v1/captions" in e["message"] for e in logged)
 
 
-def test_the_variant_comes_from_settings(served_package):
-    settings = ServeSettings(model_dir=served_package, variant="int8")
+def test_the_variant_comes_from_settings(variants_package):
+    settings = ServeSettings(model_dir=variants_package, variant="int8")
     metrics = ServiceMetrics()
     with ThreadServer(create_app(settings, metrics=metrics)) as server:
         wait_until(lambda: httpx.get(f"{server.url}/v2/health/ready").status_code == 200)

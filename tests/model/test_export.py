@@ -57,9 +57,12 @@ def test_split() -> CaptionDataset:
 @pytest.fixture(scope="module", params=list(TRAINED))
 def exported(request, tmp_path_factory) -> Exported:
     run = request.getfixturevalue(TRAINED[request.param])
-    out = build_package(
-        run.model_dir, tmp_path_factory.mktemp(f"package-{request.param}") / "package"
-    )
+    if request.param == "attention":  # the session's package: the same build_package call
+        out = request.getfixturevalue("package_dir")
+    else:
+        out = build_package(
+            run.model_dir, tmp_path_factory.mktemp(f"package-{request.param}") / "package"
+        )
     model, vocab = load_model(run.model_dir)
     runtime = OnnxCaptioner(open_package(out), providers=["CPUExecutionProvider"])
     return Exported(request.param, out, model, vocab, runtime)
@@ -145,8 +148,10 @@ def test_captions_match_keras_on_every_test_image(exported, test_split, beam_siz
 
 
 @pytest.fixture(scope="module")
-def package_dir(trained, tmp_path_factory) -> Path:
-    return build_package(trained.model_dir, tmp_path_factory.mktemp("package") / "package")
+def package_dir(served_package) -> Path:
+    """``build_package`` of the trained attention model, fp32 only: the session's served
+    package, built once (the tests below damage copies of it, never it)."""
+    return served_package
 
 
 @pytest.fixture

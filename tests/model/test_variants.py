@@ -16,8 +16,7 @@ from captioner.images import preprocess
 from captioner.package import open_package, sha256
 from captioner.runtime import OnnxCaptioner
 from captioner.verify import verify
-from export.package import build_package
-from export.variants import VARIANTS, add_variants
+from export.variants import add_variants
 from training.datasets.shapes import load_shapes
 
 AGREEMENT_IMAGES = 100
@@ -25,9 +24,8 @@ MIN_AGREEMENT = 0.9  # share of identical greedy captions; int8 measured about 0
 
 
 @pytest.fixture(scope="module")
-def package_dir(trained, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("variants") / "package"
-    return build_package(trained.model_dir, out, variants=VARIANTS)
+def package_dir(variants_package) -> Path:
+    return variants_package
 
 
 @pytest.fixture(scope="module")
