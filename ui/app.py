@@ -52,7 +52,7 @@ def resources() -> Resources:
     feedback = build(settings)
     feedback.ensure_indexes()
     if settings.ui_metrics_port:
-        serve_metrics(feedback.metrics, settings.ui_metrics_port)
+        serve_metrics(feedback.metrics, settings.ui_metrics_port, host=settings.ui_host)
     feedback.start()
     tracer = build_tracer_provider("captioner-ui").get_tracer("captioner.ui")
     client = CaptionClient(

@@ -77,7 +77,7 @@ def _run(settings: UISettings) -> int:
     env["CAPTIONER_UI_PORT"] = str(settings.ui_port)
     env["CAPTIONER_UI_METRICS_PORT"] = "0"  # served here, summed over both processes
     if settings.ui_metrics_port:
-        serve_metrics(feedback.metrics, settings.ui_metrics_port)
+        serve_metrics(feedback.metrics, settings.ui_metrics_port, host=settings.ui_host)
     # Before the page starts: the outbox's one flusher is this process's.
     feedback.start()
     print(f"captioner UI on http://{settings.ui_host}:{settings.ui_port}", flush=True)

@@ -29,6 +29,9 @@ class UISettings(FeedbackSettings):
     ui_host: str = Field(default="127.0.0.1", description="Streamlit listen address")
     ui_port: int = Field(default=8501, ge=1, le=65535, description="Streamlit port")
     ui_metrics_port: int = Field(
-        default=9102, ge=0, le=65535, description="Prometheus metrics of the UI (0: off)"
+        default=9102,
+        ge=0,
+        le=65535,
+        description="Prometheus metrics of the UI (0: off), on the page's address (ui_host)",
     )
     max_upload_mb: int = Field(default=10, ge=1, le=200, description="largest upload")
