@@ -2,7 +2,8 @@
 # Creates .venv and installs the project with the given extras (default: train,dev).
 # Needs only Python >= 3.11 with pip; installs a Java runtime with apt-get when
 # none is present (pycocoevalcap's tokenizer and METEOR run on Java), and Debian's
-# Chromium for the browser test of the page when the dev extra is asked for.
+# Chromium for the browser test of the page when the dev extra is asked for, and Podman
+# with mmdebstrap (the container tests build and run the images) for the delivery extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-train,dev}"
@@ -34,6 +35,12 @@ fi
 if [[ ",${extras}," == *",monitoring,"* ]] && ! command -v promtool >/dev/null 2>&1; then
   echo "setup: installing Prometheus (promtool checks the rules; tests scrape with the server)"
   apt_install prometheus
+fi
+
+if [[ ",${extras}," == *",delivery,"* ]] \
+  && ! { command -v podman && command -v mmdebstrap && [ -x /usr/sbin/runc ]; } >/dev/null 2>&1; then
+  echo "setup: installing Podman (tests build and run the images; mmdebstrap makes their base)"
+  apt_install podman runc mmdebstrap
 fi
 
 if [ ! -x .venv/bin/python ]; then

@@ -163,10 +163,14 @@ def test_gpu_base_matches_the_cuda_that_onnxruntime_gpu_needs(tmp_path):
     assert major == base, f"onnxruntime-gpu {version} needs CUDA {major}, the base is CUDA {base}"
 
 
-def test_the_lock_script_passes_shellcheck():
+@pytest.mark.parametrize("script", ["lock.sh", "build.sh", "local-base.sh", "engine.sh"])
+def test_the_docker_scripts_pass_shellcheck(script):
     shellcheck = Path(sys.executable).with_name("shellcheck")
     result = subprocess.run(
-        [str(shellcheck), str(DOCKER / "lock.sh")], capture_output=True, text=True
+        [str(shellcheck), "--shell=bash", "--external-sources", str(DOCKER / script)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
     )
     assert result.returncode == 0, result.stdout
 

@@ -1,14 +1,17 @@
 """The CPU inference image's Python set, installed as its Dockerfile does, serves a model.
 
-No Docker engine here: the builder stage's COPY and pip steps are replayed into a fresh
-virtual environment (same Python minor as the image), which must hold no TensorFlow
-and run ``captioner serve`` on the tests' model package from outside the repository.
+For a machine with no container engine: the builder stage's COPY and pip steps are
+replayed into a fresh virtual environment (same Python minor as the image), which must
+hold no TensorFlow and run ``captioner serve`` on the tests' model package from outside
+the repository. Where Podman is installed, test_containers.py builds the real image and
+checks the same in it, so this replay is skipped.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +23,13 @@ import pytest
 from tests.delivery.dockerfiles import DOCKER, replay_pip_installs
 from tests.helpers import REAL_PHOTOS, free_port, wait_until
 
-pytestmark = pytest.mark.server
+pytestmark = [
+    pytest.mark.server,
+    pytest.mark.skipif(
+        shutil.which("podman") is not None,
+        reason="Podman is here: test_containers.py checks the built image itself",
+    ),
+]
 
 FORBIDDEN = {"tensorflow", "tensorflow-cpu", "keras", "tf-keras", "tf2onnx", "torch", "jax"}
 

@@ -13,28 +13,17 @@ import os
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import httpx
 import pymongo
 import pytest
 
 from tests.helpers import REAL_PHOTOS, REPO, free_port, metric_value, wait_until
+from tests.ui.browser import require_chromium, send_feedback, upload
 
 pytestmark = pytest.mark.server
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts"
-# As the machine's notes say: without these, Chromium keeps dialling Google's hosts.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture
@@ -46,8 +35,7 @@ def ui_process(running_service, mongo_uri, tmp_path):
 @contextlib.contextmanager
 def page_process(service, mongo_uri, tmp_path):
     """``captioner ui`` against SERVICE; yields its URL, database and metrics port."""
-    if not CHROMIUM.exists():
-        pytest.fail("Chromium is missing: scripts/setup.sh installs Debian's chromium package")
+    require_chromium()
     port, metrics_port = free_port(), free_port()
     database = f"browser_{uuid.uuid4().hex[:12]}"
     env = {
@@ -89,25 +77,10 @@ def page_process(service, mongo_uri, tmp_path):
         pymongo.MongoClient(mongo_uri).drop_database(database)
 
 
-def upload(playwright, url: str, photo: Path, expected: str):
-    """Chromium on the page: the photo uploaded, the EXPECTED caption shown."""
-    from playwright.sync_api import expect
-
-    browser = playwright.chromium.launch(
-        executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-    )
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(url)
-    expect(page.get_by_text("Caption an image")).to_be_visible(timeout=60_000)
-    page.locator("input[type=file]").set_input_files(str(photo))
-    expect(page.get_by_role("heading", name=expected)).to_be_visible(timeout=60_000)
-    return browser, page
-
-
 def test_upload_caption_thumbs_down_and_correction_reach_the_database(
     ui_process, running_service, mongo_uri
 ):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
 
     url, database, metrics_port = ui_process
     photo = REAL_PHOTOS / "img5.jpg"
@@ -119,12 +92,7 @@ def test_upload_caption_thumbs_down_and_correction_reach_the_database(
     correction = "two dogs play in the snow <b>near</b> a fence"
     with sync_playwright() as playwright:
         browser, page = upload(playwright, url, photo, expected)
-        page.get_by_text("👎 No").click()
-        page.get_by_label("A better caption (optional)").fill(correction)
-        page.get_by_role("button", name="Send feedback").click()
-        expect(page.get_by_text("Thank you! Your feedback was saved.")).to_be_visible(
-            timeout=30_000
-        )
+        send_feedback(page, correction)
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "ui-caption-page.png"), full_page=True)
         browser.close()
