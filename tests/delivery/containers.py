@@ -46,9 +46,11 @@ def podman_path() -> str | None:
     return shutil.which("podman")
 
 
-def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+def podman(
+    *args: str, check: bool = True, timeout: float = 120, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess:
     command = ["podman", *shlex.split(ENGINE_ARGS), *args]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
     if check and result.returncode != 0:
         raise AssertionError(f"{shlex.join(command)} failed:\n{result.stderr[-3000:]}")
     return result

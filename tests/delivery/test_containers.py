@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import shutil
 import signal
-import subprocess
 import threading
 import time
 import uuid
@@ -27,7 +25,6 @@ import yaml
 
 from tests.delivery.containers import (
     BUILD_ARGS,
-    ENGINE_ARGS,
     SESSION,
     Container,
     build,
@@ -468,8 +465,7 @@ def test_podman_kube_play_runs_the_cpu_profiles_inference_deployment(images, var
     env = {**os.environ, "CONTAINERS_CONF": str(conf)}
     started = time.monotonic()
     try:
-        played = podman_env(env, "kube", "play", str(manifest))
-        assert played.returncode == 0, played.stderr
+        played = podman("kube", "play", str(manifest), env=env, timeout=180)
         [pod] = re.findall(r"^Pod:\n(\w+)", played.stdout, re.M)
         infra = json.loads(podman("pod", "inspect", pod).stdout)
         infra = infra[0] if isinstance(infra, list) else infra
@@ -499,17 +495,12 @@ def test_podman_kube_play_runs_the_cpu_profiles_inference_deployment(images, var
         workers = {e.get("process") for e in map(json.loads, _json_lines(Container(name).logs()))}
         assert len(workers - {None}) >= 2, workers  # the profile's CAPTIONER_WORKERS=2
     finally:
-        podman_env(env, "kube", "down", str(manifest))
+        podman("kube", "down", str(manifest), env=env, check=False, timeout=180)
         podman("volume", "rm", "--force", claim, check=False)
 
 
 def _json_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("{")]
-
-
-def podman_env(env: dict, *args: str) -> subprocess.CompletedProcess:
-    command = ["podman", *shlex.split(ENGINE_ARGS), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=180, env=env)
 
 
 @pytest.mark.slow
