@@ -35,12 +35,28 @@ EVERYTHING: dict[str, Any] = {
     "inference": {"gpu": {"timeSharing": {"enabled": True}}},
 }
 
+# A canary in progress: the GPU profile on the internal Gateway, a challenger at 10 percent,
+# the page behind Identity-Aware Proxy.
+CANARY: dict[str, Any] = {
+    "inference": {
+        "modelVersion": "6",
+        "canary": {
+            "enabled": True,
+            "weight": 10,
+            "modelVersion": "7",
+            "modelPackage": {"gcsFuse": {"onlyDir": "registry/7"}},
+        },
+    },
+    "ui": {"ingress": {"iap": {"enabled": True, "oauthclientCredentials": {"secretName": "iap"}}}},
+}
+
 PROFILES: dict[str, tuple[list[str], dict[str, Any]]] = {
     "default": ([], {}),
     "cpu": (["values-cpu.yaml"], {}),
     "gpu": (["values-gpu.yaml"], {}),
     "autopilot": (["values-autopilot.yaml"], {}),
     "everything": (["values-gpu.yaml"], EVERYTHING),
+    "canary": (["values-gpu.yaml", "values-gateway.yaml"], CANARY),
 }
 
 

@@ -28,6 +28,9 @@ CUSTOM_KINDS = {
     ("monitoring.googleapis.com/v1", "Rules"),
     ("networking.gke.io/v1", "ManagedCertificate"),
     ("cloud.google.com/v1", "BackendConfig"),
+    ("gateway.networking.k8s.io/v1", "Gateway"),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+    ("networking.gke.io/v1", "HealthCheckPolicy"),
 }
 WORKLOADS = ("Deployment", "StatefulSet", "Job")
 

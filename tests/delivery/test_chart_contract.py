@@ -18,6 +18,7 @@ from tests.delivery.chart import (
     find,
     one,
     pod_spec,
+    profile_values,
     render,
     render_profile,
 )
@@ -152,8 +153,12 @@ def test_ui_probes_and_ports_match_the_page(profile):
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert ui[probe]["httpGet"] == {"path": f"/{ROUTE_HEALTH}", "port": "http"}
     inference_service = one(docs, "Service", "inference")
+    # Through the Gateway when it has an in-VPC address (the canary split), else the Service.
+    gateway = profile_values(profile).get("gateway", {})
     assert env["CAPTIONER_SERVICE_URL"] == (
-        f"http://{inference_service['metadata']['name']}:"
+        gateway["url"]
+        if gateway.get("enabled") and gateway.get("url")
+        else f"http://{inference_service['metadata']['name']}:"
         f"{inference_service['spec']['ports'][0]['port']}"
     )
 

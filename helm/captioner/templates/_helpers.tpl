@@ -155,3 +155,39 @@ mongodb-uri
 {{- end -}}
 {{- join "," $hosts -}}
 {{- end -}}
+
+{{/*
+The inference tracks, as JSON: ["stable"], and "canary" with inference.canary.enabled.
+*/}}
+{{- define "captioner.inference.tracks" -}}
+{{- $tracks := list "stable" -}}
+{{- if .Values.inference.canary.enabled -}}
+{{- $tracks = append $tracks "canary" -}}
+{{- end -}}
+{{- toJson $tracks -}}
+{{- end -}}
+
+{{/*
+One track's names, as JSON {"track", "component", "name"} (context: dict "root" $ "track" "canary").
+The stable track is the component "inference" the chart always had.
+*/}}
+{{- define "captioner.inference.track" -}}
+{{- $component := ternary "inference" "inference-canary" (eq .track "stable") -}}
+{{- toJson (dict "track" .track "component" $component "name" (include "captioner.componentName" (dict "root" .root "component" $component))) -}}
+{{- end -}}
+
+{{/* A canary needs the route that sends it traffic and two versions to tell apart. */}}
+{{- define "captioner.inference.checkCanary" -}}
+{{- $inf := .Values.inference -}}
+{{- if $inf.canary.enabled -}}
+{{- if not .Values.gateway.enabled -}}
+{{- fail "inference.canary needs gateway.enabled: the HTTPRoute's weights are what send the canary its share of requests" -}}
+{{- end -}}
+{{- if or (not (toString $inf.modelVersion)) (not (toString $inf.canary.modelVersion)) -}}
+{{- fail "inference.modelVersion and inference.canary.modelVersion are required with a canary: the analysis tells the tracks apart by them" -}}
+{{- end -}}
+{{- if eq (toString $inf.modelVersion) (toString $inf.canary.modelVersion) -}}
+{{- fail (printf "inference.canary.modelVersion (%v) must differ from inference.modelVersion: a canary of the stable model compares nothing" $inf.canary.modelVersion) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
