@@ -129,6 +129,24 @@ class VariantFiles(_Section):
     description: str = ""
 
 
+class Lineage(_Section):
+    """Where the model came from: what ``train --init-from`` and the registry read.
+
+    Attributes:
+        model_dir: the trained (Keras) model it was exported from, as an absolute path on
+            the machine that exported it; a package carries no Keras weights, so
+            fine-tuning from a package goes back to this directory.
+        parent: the version of the model it was fine-tuned from, if it was.
+        extra_dataset: the dataset mixed into its training (e.g. ``feedback[train]``).
+        extra_weight: that dataset's weight.
+    """
+
+    model_dir: str | None = None
+    parent: str | None = None
+    extra_dataset: str | None = None
+    extra_weight: float | None = None
+
+
 class Manifest(_Section):
     """``manifest.json``, the package's schema (docs/architecture.md, the model package).
 
@@ -144,6 +162,7 @@ class Manifest(_Section):
     onnx: Onnx
     decoding: Decoding = Decoding()
     dataset: str | None = None
+    lineage: Lineage = Lineage()
     scores: dict[str, Any] = Field(default_factory=dict)
     created: str | None = None
     parity: dict[str, Any] = Field(default_factory=dict)

@@ -8,7 +8,19 @@ import sys
 
 import click
 
-from cli import data, demo, evaluate, feedback, package, page, serve, train
+from cli import (
+    compare,
+    data,
+    demo,
+    evaluate,
+    feedback,
+    package,
+    page,
+    registry,
+    rollout,
+    serve,
+    train,
+)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -32,11 +44,14 @@ for command in (
     train.train,
     evaluate.evaluate,
     evaluate.score,
+    compare.compare,
     package.export_command,
     package.package,
     demo.demo,
     serve.serve,
     page.ui_command,
     feedback.feedback,
+    registry.registry_group,
+    rollout.rollout,
 ):
     main.add_command(command)

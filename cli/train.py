@@ -13,6 +13,21 @@ _train_options = [
     click.option("--dataset", help="training spec, e.g. shapes[train] or flickr8k[train]-2000s1"),
     click.option("--val-dataset", help="validation spec (default: the dataset's val split)"),
     click.option("--data-root", type=click.Path(path_type=Path), help="where real datasets live"),
+    click.option("--extra-dataset", help="a second training spec mixed in, e.g. feedback[train]"),
+    click.option(
+        "--extra-weight",
+        type=float,
+        help="times an extra image is shown per epoch against once for the dataset's",
+    ),
+    click.option(
+        "--extra-data-root",
+        type=click.Path(path_type=Path),
+        help="where the extra dataset lives (default: --data-root)",
+    ),
+    click.option(
+        "--init-from",
+        help="fine-tune from a run, model directory, package or models:/ URI",
+    ),
     click.option(
         "--run-dir", type=click.Path(path_type=Path), help="checkpoints and the trained model"
     ),
@@ -57,6 +72,10 @@ def train(**options: object) -> None:
     from training.datasets.base import DatasetError
     from training.ensemble import train_model as run_training
 
+    if options.get("init_from"):
+        from cli.registry import resolve_model_arg
+
+        options["init_from"] = resolve_model_arg(str(options["init_from"]))
     settings = train_settings(options)
     try:
         result = run_training(settings, progress=sys.stderr.isatty())

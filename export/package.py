@@ -20,6 +20,7 @@ from captioner.package import (
     Decoder,
     Decoding,
     Encoder,
+    Lineage,
     Manifest,
     ModelId,
     Onnx,
@@ -57,6 +58,20 @@ def _run_metadata(model_dir: Path) -> tuple[str | None, dict[str, Any]]:
         recorded = json.loads(scores_file.read_text())
         scores = {"dataset": recorded.get("dataset"), **recorded.get("corpus", {})}
     return dataset, scores
+
+
+def _lineage(model_dir: Path) -> Lineage:
+    """Where the model came from: its directory, and what a fine-tuning recorded."""
+    recorded: dict[str, Any] = {}
+    path = RunDir.of_model(model_dir).lineage_path
+    if path.is_file():
+        recorded = json.loads(path.read_text())
+    return Lineage(
+        model_dir=str(Path(model_dir).resolve()),
+        parent=recorded.get("parent"),
+        extra_dataset=recorded.get("extra_dataset"),
+        extra_weight=recorded.get("extra_weight"),
+    )
 
 
 def parity(model: CaptionModel, runtime: OnnxCaptioner, steps: int = 5) -> dict[str, float]:
@@ -146,6 +161,7 @@ def _export_into(
         onnx=Onnx(opset=opset, producer="tf2onnx"),
         decoding=decoding,
         dataset=dataset,
+        lineage=_lineage(model_dir),
         scores=scores,
         created=created.isoformat(timespec="seconds"),
         files={},

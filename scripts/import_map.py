@@ -29,7 +29,19 @@ ALLOWED: dict[str, set[str]] = {
     "feedback": {"captioner", "telemetry"},
     "ui": {"captioner", "telemetry", "feedback"},
     "monitoring": set(),
-    "cli": {"captioner", "telemetry", "training", "export", "inference", "feedback", "ui"},
+    "registry": {"captioner"},
+    "rollout": set(),
+    "cli": {
+        "captioner",
+        "telemetry",
+        "training",
+        "export",
+        "inference",
+        "feedback",
+        "ui",
+        "registry",
+        "rollout",
+    },
 }
 COMPONENTS = tuple(ALLOWED)
 

@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 from training.checkpoints import CheckpointError
+from training.finetune import fine_tune_settings, write_lineage
 from training.models.captioner import CaptionModel
 from training.run_dir import RunDir, TrainedModel
 from training.settings import TrainSettings
@@ -26,6 +27,7 @@ def member_settings(settings: TrainSettings, index: int) -> TrainSettings:
             "members": 1,
             "seed": settings.seed + index,
             "run_dir": RunDir(settings.run_dir).member(index).path,
+            **({"init_member": index} if settings.init_from else {}),
         }
     )
 
@@ -34,8 +36,11 @@ def train_model(settings: TrainSettings, progress: bool = True) -> TrainResult:
     """Train, then choose the decoding on validation (:func:`training.tune.choose_decoding`).
 
     One decoder is one :func:`train` run; for ``members > 1`` every member is, and then
-    they are joined into the ensemble. A time budget is shared among the members.
+    they are joined into the ensemble. A time budget is shared among the members. With
+    ``init_from`` the run fine-tunes (:func:`training.finetune.fine_tune_settings`),
+    member I from the parent's decoder I.
     """
+    settings = fine_tune_settings(settings)
     if settings.members == 1:
         result = train(settings, progress=progress)
     else:
@@ -51,6 +56,7 @@ def train_model(settings: TrainSettings, progress: bool = True) -> TrainResult:
         ]
         model_dir = RunDir(settings.run_dir).model_dir
         assemble([r.model_dir for r in results], model_dir)
+        write_lineage(settings, RunDir(settings.run_dir))
         result = TrainResult(settings.run_dir, model_dir, results[-1].state)
     tune(settings, result.model_dir)
     return result
@@ -59,15 +65,16 @@ def train_model(settings: TrainSettings, progress: bool = True) -> TrainResult:
 def tune(settings: TrainSettings, model_dir: Path) -> None:
     """Choose beam size, length penalty (and re-ranking, if allowed) on the val split."""
     from training.datasets.registry import load_dataset
+    from training.prepare import training_set
     from training.tune import choose_decoding
 
     chosen, weights = model_dir / RunDir.DECODING_FILE, model_dir / RunDir.WEIGHTS_FILE
     if chosen.is_file() and chosen.stat().st_mtime >= weights.stat().st_mtime:
         return  # chosen for these very weights already (a finished run run again)
-    train_spec, val_spec = settings.specs()
+    _, val_spec = settings.specs()
     val_set = load_dataset(val_spec, settings.data_root)
     val_set.examples = val_set.examples[: settings.val_images]
-    train_set = load_dataset(train_spec, settings.data_root) if settings.rerank else None
+    train_set = training_set(settings)[0] if settings.rerank else None
     choose_decoding(model_dir, train_set, val_set)
 
 

@@ -21,27 +21,63 @@ from training.datasets.base import CaptionDataset
 
 @dataclass
 class TeacherForcingData:
-    """Per-image inputs (images or features) and every caption as padded id sequences."""
+    """Per-image inputs (images or features) and every caption as padded id sequences.
+
+    ``image_weight`` (one per image, ``None`` for all 1) is how often an image is shown
+    per epoch: weight 2 twice, 0.5 in half the epochs, drawn reproducibly per epoch.
+    """
 
     inputs: np.ndarray
     input_key: str
     captions_in: np.ndarray
     captions_out: np.ndarray
     caption_image: np.ndarray
+    image_weight: np.ndarray | None = None
+
+    def per_epoch(self, all_captions: bool = False) -> int:
+        """The captions an epoch shows on average (for the schedule's steps per epoch)."""
+        if self.image_weight is None:
+            return len(self.caption_image) if all_captions else len(self.inputs)
+        if all_captions:
+            return int(round(float(self.image_weight[self.caption_image].sum())))
+        return int(round(float(self.image_weight.sum())))
 
     def epoch(
         self, epoch: int, seed: int, batch_size: int, all_captions: bool = False
     ) -> tf.data.Dataset:
         """One caption per image (or every caption), chosen and shuffled reproducibly."""
+        return self._batches(self.epoch_captions(epoch, seed, all_captions), batch_size)
+
+    def epoch_captions(self, epoch: int, seed: int, all_captions: bool = False) -> np.ndarray:
+        """The caption rows epoch EPOCH shows, in order (what :meth:`epoch` batches)."""
         rng = np.random.default_rng([seed, epoch])
+        if self.image_weight is not None:
+            return self._weighted(rng, all_captions)
         if all_captions:
-            return self._batches(rng.permutation(len(self.caption_image)), batch_size)
+            return rng.permutation(len(self.caption_image))
         per_image: dict[int, list[int]] = {}
         for caption, image in enumerate(self.caption_image):
             per_image.setdefault(int(image), []).append(caption)
         chosen = np.array([rng.choice(per_image[i]) for i in sorted(per_image)])
         rng.shuffle(chosen)
-        return self._batches(chosen, batch_size)
+        return chosen
+
+    def _weighted(self, rng: np.random.Generator, all_captions: bool) -> np.ndarray:
+        """Caption indices of one epoch with each image shown as often as its weight says."""
+        assert self.image_weight is not None
+        whole = np.floor(self.image_weight)
+        shows = (whole + (rng.random(len(whole)) < self.image_weight - whole)).astype(int)
+        if all_captions:
+            chosen = np.repeat(np.arange(len(self.caption_image)), shows[self.caption_image])
+        else:
+            per_image: dict[int, list[int]] = {}
+            for caption, image in enumerate(self.caption_image):
+                per_image.setdefault(int(image), []).append(caption)
+            chosen = np.array(
+                [c for i in sorted(per_image) for c in rng.choice(per_image[i], shows[i])],
+                dtype=np.int64,
+            )
+        return rng.permutation(chosen)
 
     def _batches(self, captions: np.ndarray, batch_size: int) -> tf.data.Dataset:
         inputs = tf.constant(self.inputs)
@@ -84,10 +120,14 @@ def preprocess_images(
 
 
 def teacher_forcing_data(
-    dataset: CaptionDataset, vocab: Vocabulary, inputs: np.ndarray, input_key: str
+    dataset: CaptionDataset,
+    vocab: Vocabulary,
+    inputs: np.ndarray,
+    input_key: str,
+    image_weight: np.ndarray | None = None,
 ) -> TeacherForcingData:
     ins, outs, owner = encode_captions(dataset, vocab)
-    return TeacherForcingData(inputs, input_key, ins, outs, owner)
+    return TeacherForcingData(inputs, input_key, ins, outs, owner, image_weight)
 
 
 def masked_cross_entropy(y_true, logits):

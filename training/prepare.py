@@ -17,9 +17,10 @@ import numpy as np
 from captioner.decoding import DecodeOptions
 from captioner.text import Vocabulary
 from training.checkpoints import CheckpointError, TrainState, load_state, restore_checkpoint
-from training.datasets.base import CaptionDataset
+from training.datasets.base import CaptionDataset, DatasetError
 from training.datasets.registry import load_dataset
 from training.distribute import choose_strategy, set_precision
+from training.finetune import load_parent, start_from_parent
 from training.models.captioner import CaptionModel, ModelConfig
 from training.pipeline import (
     TeacherForcingData,
@@ -83,11 +84,12 @@ def prepare_run(
     """Data, vocabulary and the compiled model, restored from the checkpoint STATE names."""
     keras.utils.set_random_seed(settings.seed)
     precision = set_precision(settings.mixed_precision)
-    train_spec, val_spec = settings.specs()
-    train_set = load_dataset(train_spec, settings.data_root)
+    _, val_spec = settings.specs()
+    train_set, weights = training_set(settings)
     val_set = load_dataset(val_spec, settings.data_root)
     val_set.examples = val_set.examples[: settings.val_images]
-    vocab = _vocabulary(settings, run_dir, train_set)
+    parent = load_parent(settings) if settings.init_from is not None else None
+    vocab = _vocabulary(settings, run_dir, train_set, parent.vocab if parent else None)
     log.info(
         "vocabulary %d tokens, max length %d; %d train / %d val images",
         len(vocab),
@@ -105,8 +107,8 @@ def prepare_run(
         decoder=settings.decoder_config(),
     )
     inputs, key = _inputs(settings, run_dir, config, train_set, progress)
-    data = teacher_forcing_data(train_set, vocab, inputs, key)
-    per_epoch = len(data.caption_image) if settings.all_captions else len(train_set)
+    data = teacher_forcing_data(train_set, vocab, inputs, key, weights)
+    per_epoch = data.per_epoch(settings.all_captions)
     steps_per_epoch = int(np.ceil(per_epoch / settings.batch_size))
 
     with choose_strategy().scope():
@@ -117,6 +119,8 @@ def prepare_run(
         )
         optimizer = keras.optimizers.Adam(schedule, clipnorm=5.0)
         model.compile(optimizer=optimizer, loss=masked_cross_entropy)
+    if parent is not None and not state.epoch:
+        start_from_parent(model, parent, settings.init_member)
     restore_checkpoint(run_dir, model, optimizer, state)
     if state.epoch:
         log.info(
@@ -131,11 +135,57 @@ def prepare_run(
     )
 
 
-def _vocabulary(settings: TrainSettings, run_dir: RunDir, train_set: CaptionDataset) -> Vocabulary:
-    """Built from the training captions at the first start, read back on every resume."""
+def training_set(settings: TrainSettings) -> tuple[CaptionDataset, np.ndarray | None]:
+    """The training split, with the extra dataset appended, and each image's weight.
+
+    Without an extra dataset the weights are ``None`` (every image once per epoch).
+
+    Raises:
+        DatasetError: a split cannot be loaded, or the two share image ids.
+    """
+    train_spec, _ = settings.specs()
+    train_set = load_dataset(train_spec, settings.data_root)
+    extra_spec = settings.extra_spec()
+    if extra_spec is None:
+        return train_set, None
+    extra = load_dataset(extra_spec, settings.extra_data_root or settings.data_root)
+    shared = {ex.image_id for ex in train_set.examples} & {ex.image_id for ex in extra.examples}
+    if shared:
+        raise DatasetError(
+            f"{train_spec} and {extra_spec} share {len(shared)} image id(s), "
+            f"e.g. {sorted(shared)[0]}: an image must be in one of them"
+        )
+    log.info(
+        "training on %d images of %s and %d of %s (weight %g)",
+        len(train_set),
+        train_spec,
+        len(extra),
+        extra_spec,
+        settings.extra_weight,
+    )
+    mixed = CaptionDataset(
+        f"{train_set.name}+{extra.name}",
+        train_spec.split,
+        train_set.examples + extra.examples,
+        render=train_set.render,
+    )
+    weights = np.concatenate(
+        [np.ones(len(train_set)), np.full(len(extra), settings.extra_weight)]
+    ).astype(np.float64)
+    return mixed, weights
+
+
+def _vocabulary(
+    settings: TrainSettings,
+    run_dir: RunDir,
+    train_set: CaptionDataset,
+    inherited: Vocabulary | None = None,
+) -> Vocabulary:
+    """Built from the training captions at the first start (or the parent's, when
+    fine-tuning: training/finetune.py says why), read back on every resume."""
     vocab = run_dir.load_vocabulary()
     if vocab is None:
-        vocab = Vocabulary.build(
+        vocab = inherited or Vocabulary.build(
             train_set.all_captions(), settings.min_count, settings.max_length_quantile
         )
         run_dir.save_vocabulary(vocab)

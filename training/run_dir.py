@@ -4,6 +4,7 @@ its vocabulary.
 Layout of ``RUN`` (every name is a constant of :class:`RunDir`)::
 
     settings.json           the settings that identify the run; a resume with others is refused
+    lineage.json            a fine-tuned run's parent (training/finetune.py)
     state.json              where the run is and why it stopped (training/checkpoints.py)
     vocab.json              the vocabulary, built once from the training captions
     checkpoints/epoch-NNNN/ model.json, model.weights.h5, optimizer.npz
@@ -79,6 +80,7 @@ class RunDir:
     MODEL_CONFIG_FILE = model_files.CONFIG_FILE
     WEIGHTS_FILE = model_files.WEIGHTS_FILE
     DECODING_FILE = "decoding.json"
+    LINEAGE_FILE = "lineage.json"
     # The re-ranker chosen on validation, saved by captioner.consensus beside the model.
     CONSENSUS_FILES = (consensus.FEATURES_FILE, consensus.CONFIG_FILE)
     MEMBERS_DIR = "members"
@@ -104,6 +106,10 @@ class RunDir:
     @property
     def settings_path(self) -> Path:
         return self.path / self.SETTINGS_FILE
+
+    @property
+    def lineage_path(self) -> Path:
+        return self.path / self.LINEAGE_FILE
 
     @property
     def state_path(self) -> Path:

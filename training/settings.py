@@ -89,6 +89,35 @@ class TrainSettings(BaseSettings):
         None, description="validation spec; default: the same dataset's val split"
     )
     data_root: Path = data_root_field()
+    extra_dataset: str | None = Field(
+        None,
+        description="a second training spec mixed into every epoch, e.g. feedback[train] "
+        "(docs/training.md, training from feedback)",
+    )
+    extra_weight: float = Field(
+        1.0,
+        gt=0.0,
+        le=16.0,
+        description="how often an extra image is shown per epoch against once for a "
+        "dataset image: 2 twice, 0.5 every other epoch on average",
+    )
+    extra_data_root: Path | None = Field(
+        None, description="where the extra dataset lives; default: data_root"
+    )
+    init_from: Path | None = Field(
+        None,
+        description="fine-tune from this run, model directory or package (its source "
+        "model): same vocabulary and model settings, a lower learning rate, early stopping",
+    )
+    init_member: int = Field(
+        0, ge=0, description="the parent's decoder a member starts from (set per member)"
+    )
+    fine_tune_lr_scale: float = Field(
+        0.5,
+        gt=0.0,
+        le=1.0,
+        description="with init_from and no learning_rate given: the parent's rate times this",
+    )
     run_dir: Path = Field(Path("runs/demo"), description="checkpoints, vocabulary, reports")
 
     architecture: Literal["merge", "attention"] = "attention"
@@ -148,12 +177,18 @@ class TrainSettings(BaseSettings):
     )
     mlflow_experiment: str = "captioner"
 
-    @field_validator("dataset", "val_dataset")
+    @field_validator("dataset", "val_dataset", "extra_dataset")
     @classmethod
     def _spec_is_valid(cls, value: str | None) -> str | None:
         if value is not None:
             parse_spec(value)
         return value
+
+    def extra_spec(self) -> DatasetSpec | None:
+        """The spec of the dataset mixed into training, if any."""
+        from training.datasets.registry import DATASETS
+
+        return parse_spec(self.extra_dataset, DATASETS) if self.extra_dataset else None
 
     def specs(self) -> tuple[DatasetSpec, DatasetSpec]:
         """The training spec and the validation spec (default: the same dataset's val)."""
@@ -189,5 +224,20 @@ class TrainSettings(BaseSettings):
             "mlflow_tracking_uri",
             "run_dir",
             "data_root",
+            "extra_data_root",
         }
-        return {k: v for k, v in self.model_dump(mode="json").items() if k not in skip}
+        identity = {k: v for k, v in self.model_dump(mode="json").items() if k not in skip}
+        # Left out at their defaults, so that runs begun before they existed still resume.
+        for name in _OPTIONAL_IDENTITY:
+            if getattr(self, name) == type(self).model_fields[name].default:
+                identity.pop(name)
+        return identity
+
+
+_OPTIONAL_IDENTITY = (
+    "extra_dataset",
+    "extra_weight",
+    "init_from",
+    "init_member",
+    "fine_tune_lr_scale",
+)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from training.checkpoints import CheckpointError, TrainState, save_checkpoint
+from training.finetune import write_lineage
 from training.models.captioner import count_params
 from training.prepare import PreparedRun, open_run, prepare_run
 from training.reference_decoder import caption_dataset
@@ -51,10 +52,7 @@ def run_epoch(
         shuffle=False,  # the pipeline shuffles, seeded per epoch
         verbose=1 if progress else 2,
     )
-    hypotheses = caption_dataset(run.model, run.vocab, run.val_set, run.greedy, batch_size=128)
-    cider = score_captions(
-        run.val_set.references(), hypotheses, metrics=("CIDEr",), tokenize=False
-    ).corpus["CIDEr"]
+    cider = validation_cider(run)
     state.epoch = epoch + 1
     state.train_seconds += time.monotonic() - started
     entry = {
@@ -65,6 +63,23 @@ def run_epoch(
     }
     state.history.append(entry)
     return entry
+
+
+def validation_cider(run: PreparedRun) -> float:
+    """Fast CIDEr of the model's greedy captions of the validation images."""
+    hypotheses = caption_dataset(run.model, run.vocab, run.val_set, run.greedy, batch_size=128)
+    return score_captions(
+        run.val_set.references(), hypotheses, metrics=("CIDEr",), tokenize=False
+    ).corpus["CIDEr"]
+
+
+def score_parent(run: PreparedRun, state: TrainState, settings: TrainSettings) -> None:
+    """A fine-tuning starts from the parent's own validation score and keeps the parent
+    as its model until an epoch beats it (training/finetune.py)."""
+    state.best_score = validation_cider(run)
+    state.best_epoch = 0
+    run.run_dir.save_model(run.model, run.vocab)
+    log.info("parent %s: val CIDEr %.3f to beat", settings.init_from, state.best_score)
 
 
 def train(settings: TrainSettings, progress: bool = True) -> TrainResult:
@@ -80,6 +95,9 @@ def train(settings: TrainSettings, progress: bool = True) -> TrainResult:
         log.info("run in %s already finished (%s); nothing to train", run_dir.path, state.stopped)
         return TrainResult(run_dir.path, run_dir.model_dir, state)
     run = prepare_run(settings, run_dir, state, progress)
+    write_lineage(settings, run_dir)
+    if settings.init_from is not None and not state.history:
+        score_parent(run, state, settings)
     stop = StopPolicy.from_settings(settings)
     tracker = start_tracking(
         settings,

@@ -46,7 +46,7 @@ class CaptionDataset:
 
     def image(self, example: Example) -> np.ndarray:
         """The RGB uint8 HxWx3 pixels of an example."""
-        if self.render is not None:
+        if example.path is None and self.render is not None:
             return self.render(example)
         if example.path is None:
             raise DatasetError(f"{example.image_id} has neither a path nor a renderer")
