@@ -52,6 +52,10 @@ class LocalMongo:
         return f"mongodb://{self.host}:{self.port}/"
 
     @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "nx-27017.pid"
+
+    @property
     def log_file(self) -> Path:
         return self.data_dir / "nx-27017.log"
 
@@ -74,7 +78,7 @@ class LocalMongo:
         if self._process is not None and self._process.poll() is None:
             return self.uri
         # Whatever already listens there would answer our ping and pass for ours.
-        if _listening(self.host, self.port):
+        if listening(self.host, self.port):
             raise LocalDBError(
                 f"port {self.port} on {self.host} is in use: set MONGODB_URI to use that "
                 "server, or choose another port (CAPTIONER_LOCAL_DB_PORT)"
@@ -86,7 +90,7 @@ class LocalMongo:
             "--host", self.host,
             "-p", str(self.port),
             # Its defaults are shared /tmp files: a second server would refuse to start.
-            "--pid-file", str(self.data_dir / "nx-27017.pid"),
+            "--pid-file", str(self.pid_file),
             "--log-file", str(self.log_file),
         ]  # fmt: skip
         # It logs to its file and echoes to stderr; a pipe nobody reads would block it.
@@ -137,7 +141,8 @@ class LocalMongo:
         return " | ".join(lines[-3:]) or "(empty log)"
 
 
-def _listening(host: str, port: int) -> bool:
+def listening(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections on HOST:PORT."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0

@@ -22,7 +22,7 @@ class FeedbackMetrics:
         self.feedback = Counter(
             "captioner_feedback_total",
             "Feedback submitted on the page, by model version, rating, whether it carries a"
-            " correction, and outcome (stored or queued).",
+            " correction, and outcome (stored, queued, or rate_limited and not kept).",
             ["model_version", "rating", "corrected", "outcome"],
             registry=self.registry,
         )

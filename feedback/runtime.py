@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING
 
+from feedback.limits import FeedbackLimiter
 from feedback.localdb import LocalMongo, mongodb_uri_or_local
 from feedback.metrics import FeedbackMetrics
 from feedback.outbox import Flusher, Outbox
@@ -39,6 +40,7 @@ class FeedbackRuntime:
         store: the database.
         outbox: where feedback waits while the database is down.
         metrics: the feedback counters and the outbox depth.
+        limiter: the per-client rate limit on submissions.
         local: the nx-27017 started for this process, or ``None``.
     """
 
@@ -47,6 +49,7 @@ class FeedbackRuntime:
     store: FeedbackStore
     outbox: Outbox
     metrics: FeedbackMetrics
+    limiter: FeedbackLimiter
     local: LocalMongo | None = None
     _flusher: Flusher | None = field(default=None, init=False, repr=False)
     _lock: IO[str] | None = field(default=None, init=False, repr=False)
@@ -118,7 +121,9 @@ def build(settings: FeedbackSettings) -> FeedbackRuntime:
 
     Raises:
         LocalDBError: the local database was needed and could not be started.
+        LimitError: the rate-limit settings are unusable.
     """
+    limiter = FeedbackLimiter(settings.rate_limit, settings.rate_limit_storage)
     secret = settings.mongodb_uri
     uri, local = mongodb_uri_or_local(
         secret.get_secret_value() if secret else None,
@@ -128,7 +133,7 @@ def build(settings: FeedbackSettings) -> FeedbackRuntime:
     store = FeedbackStore(uri, settings.mongodb_database, settings.mongodb_timeout_ms)
     metrics = FeedbackMetrics()
     outbox = Outbox(settings.outbox_path, metrics=metrics)
-    return FeedbackRuntime(settings, uri, store, outbox, metrics, local)
+    return FeedbackRuntime(settings, uri, store, outbox, metrics, limiter, local)
 
 
 def lock_path(outbox: Path) -> Path:

@@ -38,4 +38,47 @@ class FeedbackSettings(BaseSettings):
         description="durable outbox for feedback the database could not take",
     )
     flush_seconds: float = Field(default=5.0, gt=0, description="outbox delivery interval")
-    store_images: bool = Field(default=False, description="store uploaded images with feedback")
+    store_images: bool = Field(
+        default=False,
+        description="store the rated image with its feedback, so that it can be trained on "
+        "(the demo turns it on; in production it is the operator's decision)",
+    )
+    rate_limit: str = Field(
+        default="5/minute;60/hour",
+        description="feedback one client may submit, in the limits library's notation "
+        "(several windows separated by ;)",
+    )
+    rate_limit_storage: str = Field(
+        default="memory://",
+        description="where the limits' counters live: memory:// per page process, or a "
+        "shared store such as mongodb://… or redis://… across replicas",
+    )
+    proxy_hops: int = Field(
+        default=0,
+        ge=0,
+        le=8,
+        description="addresses your proxies append to X-Forwarded-For after the client's "
+        "(Google's load balancer: 1); 0 ignores the header, which clients can write",
+    )
+    trust_iap_header: bool = Field(
+        default=False,
+        description="key the rate limit by the IAP user header (only behind IAP)",
+    )
+    export_holdout: float = Field(
+        default=0.1,
+        ge=0.0,
+        lt=1.0,
+        description="share of the feedback images the export puts in split test (chosen "
+        "by their SHA-256, so an image keeps its split), held out for captioner compare",
+    )
+    min_correction_words: int = Field(
+        default=3, ge=1, description="an exported caption needs at least this many words"
+    )
+    max_caption_words: int = Field(
+        default=40, ge=1, description="an exported caption may have at most this many words"
+    )
+    max_images_per_caption: int = Field(
+        default=3,
+        ge=1,
+        description="the same caption given to more images than this is dropped from all",
+    )

@@ -17,4 +17,8 @@ service metrics:   http://127.0.0.1:${port}/metrics
 caption page:      http://127.0.0.1:${ui_port}   (Ctrl-C stops both)
 
 MSG
-.venv/bin/captioner ui --port "${ui_port}" --service-url "http://127.0.0.1:${port}"
+# The demo keeps the rated images with their feedback, so that `captioner feedback export`
+# gives a dataset to train on (docs/training.md, the improvement loop). In production
+# storing images is the operator's decision: CAPTIONER_STORE_IMAGES, off by default.
+CAPTIONER_STORE_IMAGES="${CAPTIONER_STORE_IMAGES:-true}" \
+  .venv/bin/captioner ui --port "${ui_port}" --service-url "http://127.0.0.1:${port}"

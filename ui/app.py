@@ -10,6 +10,8 @@ correction with markup renders as the characters typed.
 from __future__ import annotations
 
 import hashlib
+import math
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_start
@@ -17,6 +19,7 @@ from datetime import time as day_start
 import streamlit as st
 
 from captioner import __version__
+from feedback.limits import client_key
 from feedback.metrics import serve_metrics
 from feedback.record import MAX_CORRECTION, FeedbackError, make_feedback
 from feedback.runtime import FeedbackRuntime, build
@@ -131,6 +134,11 @@ def feedback_form(r: Resources, result, data: bytes, digest: str) -> None:
     with st.form("feedback"):
         choice = st.radio("Is this caption right?", list(RATINGS), index=None, horizontal=True)
         correction = st.text_area("A better caption (optional)", max_chars=MAX_CORRECTION)
+        st.caption(
+            "Your rating, your caption and this image are stored to improve the model."
+            if r.settings.store_images
+            else "Your rating and your caption are stored to improve the model; the image is not."
+        )
         sent = st.form_submit_button("Send feedback")
     if not sent:
         return
@@ -152,6 +160,27 @@ def feedback_form(r: Resources, result, data: bytes, digest: str) -> None:
         )
     except FeedbackError as exc:
         st.error(f"That feedback was not accepted: {exc}")
+        return
+    peer = st.context.ip_address  # None where Streamlit does not know it
+    client = client_key(
+        dict(st.context.headers),
+        peer if isinstance(peer, str) else None,
+        st.session_state.setdefault("client_session", uuid.uuid4().hex),
+        r.settings.proxy_hops,
+        r.settings.trust_iap_header,
+    )
+    if not r.feedback.limiter.allow(client):
+        r.feedback.metrics.feedback.labels(
+            model_version=feedback.model_version,
+            rating=feedback.rating,
+            corrected=str(feedback.correction is not None).lower(),
+            outcome="rate_limited",
+        ).inc()
+        wait = math.ceil(r.feedback.limiter.retry_after(client))
+        st.warning(
+            "You have sent a lot of feedback in a short time, thank you! "
+            f"Please send more in {wait} s."
+        )
         return
     sent_before = st.session_state.setdefault("sent", {})
     outcome = submit(feedback, r.feedback.store, r.feedback.outbox, metrics=r.feedback.metrics)
@@ -219,13 +248,14 @@ def export_button(r: Resources, since: datetime) -> None:
     import tempfile
     from pathlib import Path
 
-    from feedback.export import write_dataset
+    from feedback.export import ExportRules, write_dataset
 
     if not st.button("Prepare a training dataset from this period's feedback"):
         return
     with tempfile.TemporaryDirectory() as folder:
         try:
-            summary = write_dataset(r.feedback.store, since, Path(folder))
+            rules = ExportRules.from_settings(r.settings)
+            summary = write_dataset(r.feedback.store, since, Path(folder), rules)
         except StoreUnavailable:
             st.error("The feedback database cannot be reached right now.")
             return

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.feedback import feedback as feedback_group
-from feedback.export import NoDatabase, export_feedback, write_dataset
+from feedback.export import ExportRules, NoDatabase, export_feedback, write_dataset
 from feedback.settings import FeedbackSettings
 
 
@@ -41,7 +41,7 @@ def test_export_loads_through_the_training_registry(store, known, tmp_path, t0):
 
     images, (old, red_up, red_fixed, blue_down, unstored) = known
     out = tmp_path / "export"
-    summary = write_dataset(store, t0, out)
+    summary = write_dataset(store, t0, out, ExportRules(holdout=0.0))
 
     assert summary["records"] == 4  # the old one is before the start
     assert summary["skipped"] == 1  # thumbs-down without a correction teaches nothing
@@ -71,10 +71,11 @@ def test_export_loads_through_the_training_registry(store, known, tmp_path, t0):
     dataset = load_dataset(spec, data_root=out)
     pixels = {ex.image_id: dataset.image(ex).shape for ex in dataset.examples}
     assert pixels == {f"{red_up.image_sha256}.jpg": (12, 16, 3), missing.name: (12, 16, 3)}
-    assert write_dataset(store, t0, out)["missing_images"] == 0
+    assert write_dataset(store, t0, out, ExportRules(holdout=0.0))["missing_images"] == 0
 
 
 def test_export_command(store, known, mongo_uri, db_name, tmp_path, monkeypatch):
+    monkeypatch.setenv("CAPTIONER_LOCAL_DB_DIR", str(tmp_path / "no-embedded-db"))
     out = tmp_path / "cli"
     runner = CliRunner()
     args = ["export", "--since", "2025-03-01", "--out", str(out), "--database", db_name]
@@ -97,6 +98,7 @@ def test_export_command(store, known, mongo_uri, db_name, tmp_path, monkeypatch)
 def test_export_reads_the_database_from_the_feedback_settings(
     store, known, mongo_uri, db_name, tmp_path, t0, monkeypatch
 ):
+    monkeypatch.setenv("CAPTIONER_LOCAL_DB_DIR", str(tmp_path / "no-embedded-db"))
     settings = FeedbackSettings(mongodb_uri=mongo_uri, mongodb_database=db_name)
     summary = export_feedback(settings, since=t0, out=tmp_path / "out")
     assert (summary["records"], summary["captions"]) == (4, 3)
@@ -135,7 +137,7 @@ def test_an_export_round_trips_through_the_registry(make, jpeg, tmp_path):
         make(image=second, rating="down", correction="two blue circles"),
         make(image=second, rating="down"),  # nothing to teach
     ]
-    summary = write_dataset(ListedStore(made), None, tmp_path)
+    summary = write_dataset(ListedStore(made), None, tmp_path, ExportRules(holdout=0.0))
     assert (summary["records"], summary["captions"], summary["skipped"]) == (5, 3, 1)
     assert (summary["images_written"], summary["missing_images"]) == (2, 0)
     assert "note" not in summary
@@ -158,6 +160,86 @@ def test_the_feedback_dataset_holds_only_what_was_exported(make, jpeg, tmp_path)
 
     with pytest.raises(DatasetError, match="captioner feedback export"):
         load_dataset("feedback[train]", data_root=tmp_path)
-    write_dataset(ListedStore([make(image=jpeg(3))]), None, tmp_path)
+    write_dataset(ListedStore([make(image=jpeg(3))]), None, tmp_path, ExportRules(holdout=0.0))
     with pytest.raises(DatasetError, match="no images in split 'val'"):
         load_dataset("feedback[val]", data_root=tmp_path)
+
+
+def test_useless_and_repeated_captions_are_dropped_at_export(make, jpeg, tmp_path):
+    """Feedback trains models, so an export keeps only captions worth learning from."""
+    from training.datasets.registry import load_dataset
+
+    images = [jpeg(n) for n in range(1, 7)]
+    spam = "buy cheap watches online"
+    made = [
+        make(image=images[0], rating="down", correction="a dog runs on the grass"),
+        make(image=images[0], rating="down", correction="A dog runs on the grass!"),  # again
+        make(image=images[0], rating="down", correction="bad"),  # near-empty
+        make(image=images[1], rating="down", correction="two words"),  # under 3 words
+        make(image=images[1], rating="down", correction=" ".join(["word"] * 41)),  # too long
+        make(image=images[1], rating="down", correction="a child in a red coat"),
+        *(make(image=images[n], rating="down", correction=spam) for n in range(2, 6)),
+    ]
+    summary = write_dataset(ListedStore(made), None, tmp_path, ExportRules(holdout=0.0))
+    assert summary["dropped"] == {"duplicate": 1, "too_short": 2, "too_long": 1, "repeated": 4}
+    assert summary["images"] == 2 and summary["captions"] == 2
+    dataset = load_dataset("feedback[train]", data_root=tmp_path)
+    names = [f"{hashlib.sha256(image).hexdigest()}.jpg" for image in images[:2]]
+    assert dataset.references() == {
+        names[0]: ["a dog runs on the grass"],
+        names[1]: ["a child in a red coat"],
+    }
+    # The images that only the spam named are not written either.
+    assert sorted(p.name for p in (tmp_path / "feedback" / "images").iterdir()) == sorted(names)
+
+    lenient = ExportRules(holdout=0.0, min_words=1, max_images_per_caption=10)
+    summary = write_dataset(ListedStore(made), None, tmp_path / "lenient", lenient)
+    assert summary["dropped"] == {"duplicate": 1, "too_long": 1}
+
+
+def test_a_held_out_share_of_images_goes_to_test_by_their_digest(make, jpeg, tmp_path):
+    from training.datasets.registry import load_dataset
+
+    made = [
+        make(image=jpeg(n), rating="down", correction=f"a picture number {n} of things")
+        for n in range(40)
+    ]
+    rules = ExportRules(holdout=0.25)
+    summary = write_dataset(ListedStore(made), None, tmp_path, rules)
+    digests = [f.image_sha256 for f in made]
+    expected = [d for d in digests if int(d[:8], 16) < 0.25 * 2**32]
+    assert 0 < len(expected) < 40
+    assert summary["splits"] == {"test": len(expected), "train": 40 - len(expected)}
+    test = load_dataset("feedback[test]", data_root=tmp_path)
+    assert sorted(ex.image_id for ex in test.examples) == sorted(f"{d}.jpg" for d in expected)
+    # The same image stays in its split when more feedback arrives.
+    more = [*made, make(image=jpeg(99), rating="down", correction="one more photo of it")]
+    again = write_dataset(ListedStore(more), None, tmp_path / "later", rules)
+    assert again["splits"]["test"] >= len(expected)
+    later = load_dataset("feedback[test]", data_root=tmp_path / "later")
+    assert {f"{d}.jpg" for d in expected} <= {ex.image_id for ex in later.examples}
+
+
+def test_export_finds_the_embedded_database_the_page_keeps(make, jpeg, tmp_path):
+    """No MONGODB_URI: the export reads the page's embedded database from its directory,
+    starting it when the page is not running and stopping it after."""
+    from feedback.localdb import LocalMongo, listening
+    from feedback.store import FeedbackStore
+    from tests.helpers import free_port
+
+    data_dir, port = tmp_path / "mongo", free_port()
+    settings = FeedbackSettings(local_db_dir=data_dir, local_db_port=port)
+    with pytest.raises(NoDatabase, match="no embedded database in"):
+        export_feedback(settings, out=tmp_path / "none")
+
+    with LocalMongo(data_dir, port) as page_db:  # the page's, running
+        with FeedbackStore(page_db.uri, "captioner") as store:
+            store.save(make(image=jpeg(1), rating="down", correction="a cat on a warm roof"))
+        summary = export_feedback(settings, out=tmp_path / "running")
+        assert summary["captions"] == 1 and "running" in summary["database"]
+        assert listening("127.0.0.1", port)  # the export left the page's server alone
+    assert not listening("127.0.0.1", port)
+
+    summary = export_feedback(settings, out=tmp_path / "stopped")  # started for the export
+    assert summary["captions"] == 1 and summary["images_written"] == 1
+    assert not listening("127.0.0.1", port)

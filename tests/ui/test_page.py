@@ -98,6 +98,25 @@ def test_feedback_is_saved_and_a_change_never_doubles_it(store):
     assert (changed.rating, changed.correction) == ("up", None)
 
 
+def test_a_client_that_floods_feedback_is_refused_and_nothing_extra_is_kept(store, monkeypatch):
+    monkeypatch.setenv("CAPTIONER_RATE_LIMIT", "2/minute")
+    monkeypatch.setenv("CAPTIONER_STORE_IMAGES", "true")
+    page = open_page()
+    for n, photo in enumerate(PHOTOS[:3]):
+        upload(page, photo.name, photo.read_bytes())
+        assert any("this image are stored" in c.value for c in page.caption)  # stated
+        give_feedback(page, "down", f"a corrected caption number {n}")
+    said = messages(page)
+    assert said["warning"] and said["warning"][0].startswith("You have sent a lot of feedback")
+    assert "Please send more in" in said["warning"][0] and not said["success"]
+    saved = store.recent(10)
+    assert sorted(f.correction for f in saved) == [
+        "a corrected caption number 0",
+        "a corrected caption number 1",
+    ]
+    assert all(f.image is not None for f in store.scan(images=True))
+
+
 def test_a_choice_is_needed_before_sending(store):
     page = upload(open_page(), PHOTOS[3].name, PHOTOS[3].read_bytes())
     [send] = [b for b in page.button if b.label == "Send feedback"]
