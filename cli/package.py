@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -25,8 +26,20 @@ from cli.common import fail
     "--version", "version_", help="model version (default: creation time and weights hash)"
 )
 @click.option("--variants", default="", help="comma-separated extra precisions: fp16,int8")
+@click.option(
+    "--register",
+    is_flag=True,
+    help="also register the package as a model version (CAPTIONER_REGISTRY_URI)",
+)
+@click.option("--alias", help="with --register: point this alias at it (e.g. challenger)")
 def export_command(
-    model_dir: Path, out: Path, name: str | None, version_: str | None, variants: str
+    model_dir: Path,
+    out: Path,
+    name: str | None,
+    version_: str | None,
+    variants: str,
+    register: bool,
+    alias: str | None,
 ) -> None:
     """Export a trained model to an ONNX model package, parity-checked against Keras."""
     from captioner.package import PackageError
@@ -39,6 +52,10 @@ def export_command(
     except (ExportError, ModelFileError, PackageError, ValueError) as exc:
         fail(exc)
     click.echo(f"package: {path}")
+    if register or alias:
+        from cli.registry import register_exported
+
+        click.echo(json.dumps(register_exported(path, alias)))
 
 
 @click.group()

@@ -55,6 +55,20 @@ def resolve_model_arg(value: str | Path, settings: RegistrySettings | None = Non
         fail(exc)
 
 
+def register_exported(package: Path, alias: str | None = None) -> dict[str, Any]:
+    """Register a package ``captioner export`` just wrote, its parent found from its lineage;
+    the version as a dict."""
+    try:
+        from registry.settings import RegistrySettings
+        from registry.store import register_package
+    except ImportError as exc:
+        raise click.ClickException(
+            f"--register needs the model registry, which is not installed: {INSTALL_HINT}"
+        ) from exc
+    settings = build_settings(RegistrySettings)
+    return _call(register_package, package, settings=settings, alias=alias).to_dict()
+
+
 def _call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """FUNCTION from the registry, its RegistryError as a clear command error."""
     from registry.errors import RegistryError

@@ -11,7 +11,8 @@ challenger serves wherever the champion does and the two are compared on equal t
 A word that matters shows up again in the next full training, whose vocabulary is
 rebuilt from all the data.
 
-What the run inherits unless set explicitly: the parent's model settings (architecture,
+What the run inherits unless set explicitly: the parent's datasets (training and
+validation: new data comes in through ``extra_dataset``), its model settings (architecture,
 encoder and its weights, decoder sizes, vocabulary rules, caption sampling, ensemble
 size, re-ranking), a learning rate ``fine_tune_lr_scale`` times the parent's, and its
 own stop policy (:data:`FINE_TUNE`): early stopping on validation CIDEr, starting from
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 # The parent's settings a fine-tuning keeps unless it sets them: what makes it the same model.
 INHERITED = (
+    "dataset",
+    "val_dataset",
     "architecture",
     "encoder",
     "encoder_weights",
@@ -96,6 +99,12 @@ def parent_settings(model_dir: Path) -> dict[str, Any]:
     return dict(saved or {})
 
 
+def parent_members(model_dir: Path) -> int:
+    """How many decoders the parent has (its saved model config says)."""
+    saved = json.loads((model_dir / RunDir.MODEL_CONFIG_FILE).read_text())
+    return int(saved.get("config", saved).get("members", 1))
+
+
 def fine_tune_settings(settings: TrainSettings) -> TrainSettings:
     """SETTINGS with what a fine-tuning inherits filled in (see the module docstring).
 
@@ -110,13 +119,12 @@ def fine_tune_settings(settings: TrainSettings) -> TrainSettings:
         return settings
     model_dir, _ = parent_model_dir(settings.init_from)
     parent = parent_settings(model_dir)
-    config = json.loads((model_dir / RunDir.MODEL_CONFIG_FILE).read_text())
     given = settings.model_fields_set
     update: dict[str, Any] = {
         k: parent[k] for k in INHERITED if k in parent and k not in given and k != "members"
     }
     if "members" not in given:
-        update["members"] = int(config.get("members", 1))
+        update["members"] = parent_members(model_dir)
     update.update({k: v for k, v in FINE_TUNE.items() if k not in given})
     if "learning_rate" not in given:
         base = float(parent.get("learning_rate", settings.learning_rate))

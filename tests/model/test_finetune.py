@@ -65,7 +65,6 @@ def test_a_fine_tuning_starts_from_the_parent_and_mixes_feedback_in(
     trained_merge, parent_package, feedback_root, tmp_path
 ):
     from captioner.package import open_package
-    from export.package import build_package
     from training.ensemble import train_model
     from training.run_dir import RunDir
 
@@ -104,7 +103,30 @@ def test_a_fine_tuning_starts_from_the_parent_and_mixes_feedback_in(
         "extra_dataset": "feedback[train]",
         "extra_weight": 2.0,
     }
-    package = open_package(build_package(result.model_dir, tmp_path / "package"))
+    # Exported and registered in one step, its parent found in the registry by lineage.
+    from click.testing import CliRunner
+
+    from cli.main import main
+
+    registry = {"CAPTIONER_REGISTRY_URI": str(tmp_path / "mlruns-registry")}
+    runner = CliRunner(env=registry)
+    parent = runner.invoke(
+        main, ["registry", "register", str(parent_package), "--alias", "champion"]
+    )
+    assert parent.exit_code == 0, parent.output
+    exported = runner.invoke(
+        main,
+        [
+            "export", "--checkpoint", str(result.model_dir), "--out", str(tmp_path / "package"),
+            "--register", "--alias", "challenger",
+        ],
+    )  # fmt: skip
+    assert exported.exit_code == 0, exported.output
+    registered = json.loads(exported.output[exported.output.index("{") :])
+    champion = json.loads(parent.output)
+    assert registered["parent"] == champion["version"], registered
+    assert registered["aliases"] == ["challenger"]
+    package = open_package(tmp_path / "package")
     assert package.manifest.lineage.parent == "p1"
     assert package.manifest.lineage.extra_dataset == "feedback[train]"
     assert package.manifest.lineage.model_dir == str(result.model_dir.resolve())
@@ -130,6 +152,9 @@ def test_a_fine_tuning_that_does_not_fit_the_parent_is_refused(trained_merge, tm
     from captioner.package import MANIFEST
     from training.finetune import fine_tune_settings, parent_model_dir
 
+    inherited = fine_tune_settings(TrainSettings(init_from=trained_merge.run_dir))
+    assert (inherited.dataset, inherited.architecture) == ("shapes[train]-3000s1", "merge")
+    assert (inherited.selection, inherited.patience, inherited.epochs) == ("best", 3, 10)
     clash = TrainSettings(init_from=trained_merge.run_dir, architecture="attention")
     with pytest.raises(CheckpointError, match="architecture 'attention'"):
         fine_tune_settings(clash)
@@ -219,3 +244,14 @@ def test_an_ensemble_parent_is_described_by_its_members_settings(tmp_path):
     run.write_settings({"architecture": "attention", "encoder": "small_cnn"})
     assert parent_settings(run.model_dir)["encoder"] == "small_cnn"  # its own, when it has them
     assert parent_settings(tmp_path / "loose" / "model") == {}
+
+
+def test_the_parents_decoders_are_counted_from_its_saved_model(trained_merge, tmp_path):
+    from training.finetune import parent_members
+    from training.run_dir import RunDir
+
+    assert parent_members(trained_merge.model_dir) == 1
+    saved = json.loads((trained_merge.model_dir / RunDir.MODEL_CONFIG_FILE).read_text())
+    saved["config"]["members"] = 3
+    (tmp_path / RunDir.MODEL_CONFIG_FILE).write_text(json.dumps(saved))
+    assert parent_members(tmp_path) == 3
