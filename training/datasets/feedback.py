@@ -13,9 +13,12 @@ The captions file has the shape of a Karpathy split file (see
 "since", "exported"}, "images": [{"imgid", "filepath": "images", "filename":
 "<sha256>.jpg", "split": "train", "sentences": [{"raw", "tokens"}]}]}``, one entry per
 image with every distinct caption it received (a correction, or the shown caption when
-rated up). The export puts every image in ``train``: name a validation split of another
-dataset (``--val-dataset``) when training on it. An image listed in
-``missing_images.txt`` counts as present once it is copied into ``images/``.
+rated up). The export puts a held-out share of the images in ``test`` (by their SHA-256,
+so an image keeps its split as feedback grows) and the rest in ``train``; there is no
+``val``: validation is the main dataset's. Train on it as an extra dataset
+(``--extra-dataset 'feedback[train]' --extra-data-root DIR``) and compare on
+``feedback[test]``. An image listed in ``missing_images.txt`` counts as present once it
+is copied into ``images/``.
 """
 
 from __future__ import annotations
