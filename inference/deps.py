@@ -4,6 +4,10 @@
 ``app.state``; handlers declare what they need (``SettingsDep``, ``ReadyModel``, ...)
 and tests swap any of them with ``app.dependency_overrides``. The checks that several
 routes share (ready, loaded, the model's name) are written here once.
+
+Every dependency is ``async def`` although none awaits: FastAPI runs a plain ``def``
+dependency on its thread pool, and the four a caption request needs cost four thread
+hand-offs (about 1 ms each on a busy 2-core host; benchmarks/peers, docs/inference.md).
 """
 
 from __future__ import annotations
@@ -19,22 +23,22 @@ from inference.model import ServedModel
 from inference.settings import ServeSettings
 
 
-def get_settings(request: Request) -> ServeSettings:
+async def get_settings(request: Request) -> ServeSettings:
     """The settings the app was built with."""
     return request.app.state.settings
 
 
-def get_model(request: Request) -> ServedModel:
+async def get_model(request: Request) -> ServedModel:
     """The served model, ready or not."""
     return request.app.state.model
 
 
-def get_metrics(request: Request) -> ServiceMetrics:
+async def get_metrics(request: Request) -> ServiceMetrics:
     """Where the service records its Prometheus metrics."""
     return request.app.state.metrics
 
 
-def get_tracer(request: Request) -> Tracer:
+async def get_tracer(request: Request) -> Tracer:
     """The tracer for the stage spans of a request."""
     return request.app.state.tracer
 
@@ -45,7 +49,7 @@ MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 TracerDep = Annotated[Tracer, Depends(get_tracer)]
 
 
-def ready_model(model: ModelDep) -> ServedModel:
+async def ready_model(model: ModelDep) -> ServedModel:
     """The model, once it is loaded and warmed up.
 
     Raises:
@@ -56,7 +60,7 @@ def ready_model(model: ModelDep) -> ServedModel:
     return model
 
 
-def loaded_model(model: ModelDep) -> ServedModel:
+async def loaded_model(model: ModelDep) -> ServedModel:
     """The model once its package is open, ready or not (metadata needs no sessions).
 
     Raises:
@@ -67,7 +71,7 @@ def loaded_model(model: ModelDep) -> ServedModel:
     return model
 
 
-def known_name(name: str, model: ModelDep) -> str:
+async def known_name(name: str, model: ModelDep) -> str:
     """The ``{name}`` of a V2 model path, once it is the served model's name.
 
     Before a package is open the served name is not known yet, so any name passes

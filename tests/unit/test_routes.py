@@ -108,3 +108,33 @@ def test_every_domain_error_has_one_documented_status():
     } - {errors.ServiceError}
     assert domain == set(STATUS)
     assert set(STATUS.values()) <= set(ERRORS)
+
+
+def test_an_unhandled_error_is_a_500_in_the_one_shape_counted_under_its_route(tmp_path):
+    """The telemetry middleware (plain ASGI) answers a bug with the error body, counts the
+    request with its route template and status, and logs it; the app keeps serving."""
+    from prometheus_client import generate_latest
+
+    from inference.deps import get_tracer
+    from inference.metrics import ServiceMetrics
+    from tests.helpers import metric_value
+
+    metrics = ServiceMetrics()
+    app = create_app(ServeSettings(model_dir=tmp_path / "missing"), metrics=metrics)
+
+    def broken():
+        raise RuntimeError("a bug")
+
+    app.dependency_overrides[get_model] = lambda: StubModel(ready=True)
+    app.dependency_overrides[get_tracer] = broken
+    client = TestClient(app, raise_server_exceptions=False)
+    answer = client.post("/v1/captions", content=b"\x89PNG", headers={"content-type": "image/png"})
+    assert error(answer) == (500, "internal")
+    assert "a bug" not in answer.text  # the service log has it, the client does not
+    text = generate_latest(metrics.registry).decode()
+    count = metric_value(text, "captioner_requests_total", route="/v1/captions", status="500")
+    assert count == 1
+    del app.dependency_overrides[get_tracer]
+    assert client.get("/v2/health/live").status_code == 200
+    text = generate_latest(metrics.registry).decode()
+    assert metric_value(text, "captioner_requests_total", route="/v2/health/live", status="200")
