@@ -99,10 +99,12 @@ class CiderD:
 
         With tf-idf weights ``w = tf * idf``, the clipped overlap ``min(w_h, w_r) * w_r``
         is ``idf**2 * min(tf_h, tf_r) * tf_r``, and ``min(a, b) = sum_t [a >= t][b >= t]``
-        over counts t, so all pairs come from a few matrix products.
+        over counts t, so all pairs come from a few matrix products. Only the hypotheses'
+        n-grams can overlap (the norms are the vectors' own), so they alone are columns:
+        re-ranking three beams against fifty references then costs a tenth of the work.
         """
         columns: dict[Gram, int] = {}
-        for vector in (*hyps, *refs):
+        for vector in hyps:
             for gram in vector.counts:
                 columns.setdefault(gram, len(columns))
         if not hyps or not refs or not columns:
@@ -114,7 +116,9 @@ class CiderD:
             tf = np.zeros((len(vectors), len(columns)))
             for row, vector in enumerate(vectors):
                 for gram, count in vector.counts.items():
-                    tf[row, columns[gram]] = count
+                    column = columns.get(gram)
+                    if column is not None:
+                        tf[row, column] = count
             return tf
 
         h, r = dense(hyps), dense(refs)
@@ -205,7 +209,10 @@ class ConsensusReranker:
                 f"{self.features.shape[1]}"
             )
         k = self.k if k is None else k
-        similarity = self.features @ query
+        # Not ``features @ query``: that matrix-vector product goes to OpenBLAS's thread
+        # pool, whose threads spin, and from the service's several image threads at once
+        # they took 15% of its CPU at 64 clients (py-spy). einsum's own loop is one thread.
+        similarity = np.einsum("ij,j->i", self.features, query)
         top = np.argpartition(-similarity, k - 1)[:k]
         return top[np.lexsort((top, -similarity[top]))]
 

@@ -206,8 +206,7 @@ class BeamSearch(Search):
             # Force <end>: every open beam is finished as it stands.
             order = [(m, self.end_id) for m in range(len(self._beams))]
         else:
-            flat = np.argsort(-totals, axis=None, kind="stable")[: 2 * k]
-            order = [divmod(int(f), totals.shape[1]) for f in flat]
+            order = [divmod(int(f), totals.shape[1]) for f in _top(totals.ravel(), 2 * k)]
         self.steps += 1
         beams: list[_Beam] = []
         parents: list[int] = []
@@ -242,6 +241,22 @@ class BeamSearch(Search):
     def result(self):
         ranked = sorted(self._finished, key=lambda c: -c.score)
         return ranked[: self.options.beam_size]
+
+
+def _top(values: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the ``n`` largest values, largest first, ties to the lower index.
+
+    What ``np.argsort(-values, kind="stable")[:n]`` gives, without sorting a beam's
+    whole vocabulary at every step (a tenth of the service's decoding thread at 64
+    clients, beam 3): a partition finds the n-th largest, then only those are sorted.
+    """
+    if values.size <= n:
+        chosen = np.arange(values.size)
+    else:
+        kth = values[np.argpartition(-values, n - 1)[n - 1]]
+        above = np.flatnonzero(values > kth)
+        chosen = np.concatenate([above, np.flatnonzero(values == kth)[: n - above.size]])
+    return chosen[np.lexsort((chosen, -values[chosen]))]
 
 
 def new_search(

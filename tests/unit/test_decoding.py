@@ -150,3 +150,18 @@ def test_searches_joining_mid_flight_decode_as_if_alone():
     together = [[(c.tokens, round(c.score, 6)) for c in s.result()] for s in searches]
     assert together == [[(c.tokens, round(c.score, 6)) for c in a] for a in alone]
     assert max(rows_seen) > 4  # beams of several searches really shared a step
+
+
+def test_the_top_candidates_are_a_stable_sort_s_first_ones_ties_included():
+    """BeamSearch picks its candidates by partition, not a full sort: the same indices,
+    in the same order, as a stable sort, whatever the ties."""
+    from captioner.decoding import _top
+
+    rng = np.random.default_rng(0)
+    for trial in range(2000):
+        size, n = int(rng.integers(1, 60)), int(rng.integers(1, 10))
+        if trial % 2:  # few distinct values: many ties, also at the n-th place
+            values = rng.integers(-3, 3, size).astype(np.float64)
+        else:
+            values = rng.normal(size=size)
+        assert list(_top(values, n)) == list(np.argsort(-values, kind="stable")[:n])
