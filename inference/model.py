@@ -140,6 +140,7 @@ class ServedModel:
                 inter_op_threads=settings.inter_op_threads,
                 optimization=settings.graph_optimization,
                 spinning=settings.thread_spinning,
+                encoder_chunk=settings.encoder_chunk,
             )
             self.package, self.runtime = package, runtime
             requested = settings.provider_order()[0]
@@ -169,6 +170,7 @@ class ServedModel:
                 max_queue=settings.max_queue,
                 retry_after=settings.retry_after_seconds,
                 metrics=self.metrics,
+                join_per_step=settings.encoder_chunk,
             )
             scheduler.start()
             self.metrics.queue_capacity.set(settings.max_queue)

@@ -103,6 +103,8 @@ class Scheduler:
         max_queue_delay: seconds the first waiting image waits for company.
         max_decode_rows: most hypotheses per decoder step.
         max_queue: most images admitted (waiting plus decoding); beyond, QueueFull.
+        join_per_step: most images encoded between two decoder steps while captions
+            are decoding (0: up to ``max_batch_size``).
         retry_after: seconds suggested to refused clients.
         metrics: where batch sizes, queue wait and depth are recorded.
     """
@@ -119,6 +121,7 @@ class Scheduler:
         max_queue: int,
         retry_after: int,
         metrics: ServiceMetrics,
+        join_per_step: int = 0,
     ):
         self.runtime = runtime
         self.start_id, self.end_id = start_id, end_id
@@ -126,6 +129,7 @@ class Scheduler:
         self.max_queue_delay = max_queue_delay
         self.max_decode_rows = max_decode_rows
         self.max_queue = max_queue
+        self.join_per_step = join_per_step
         self.retry_after = retry_after
         self.metrics = metrics
         self._reserved = 0  # places held for images still being decoded
@@ -278,11 +282,20 @@ class Scheduler:
                 self._cond.wait(min(window_end, first_deadline) - now)
 
     def _admit(self) -> list[_Job]:
-        """Take waiting images up to the batch size and the decoder row budget."""
+        """Take waiting images up to the batch size and the decoder row budget.
+
+        While captions are decoding, at most ``join_per_step`` images (one encoder run's
+        worth) join between two steps: a full batch of 16 would pause every
+        caption in progress for 16 encodings, and under a steady stream of arrivals the
+        captions already started would hardly step (p99 5 s at 64 clients, was 2 s).
+        """
         room = self.max_decode_rows - sum(j.search.rows for j in self._active if j.search)
         taken: list[_Job] = []
         now = time.monotonic()
-        while self._pending and len(taken) < self.max_batch_size:
+        most = self.max_batch_size
+        if self._active and self.join_per_step:
+            most = min(most, self.join_per_step)
+        while self._pending and len(taken) < most:
             job = self._pending[0]
             if job.future.done():  # the client gave up (cancelled)
                 self._pending.popleft()

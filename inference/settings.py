@@ -75,6 +75,12 @@ class ServeSettings(BaseSettings):
         description="how long an image arriving at an idle service waits for others to batch "
         "with (under load, images batch anyway while the encoder is busy)",
     )
+    encoder_chunk: int = Field(
+        default=4,
+        ge=0,
+        description="most images per encoder run: a larger batch is encoded in parts, so that "
+        "ONNX Runtime's memory arena keeps only what this many need (0: no limit)",
+    )
     max_decode_rows: int = Field(
         default=512, ge=1, description="most hypotheses (requests x beams) in one decoder step"
     )

@@ -328,3 +328,20 @@ def test_xception_encoder_matches_keras_on_real_photos(xception):
     assert _max_diff(k_features, o_features) <= TOLERANCE
     for k, o in zip(k_state, o_state, strict=True):
         assert _max_diff(k, o) <= TOLERANCE
+
+
+def test_an_encoder_batch_in_chunks_gives_the_whole_batch_s_outputs(package_dir):
+    """encoder_chunk bounds one encoder run (and so ONNX Runtime's arena), not the result."""
+    package = open_package(package_dir)
+    spec = package.preprocessing()
+    images = np.random.default_rng(0).uniform(-1, 1, (7, spec.height, spec.width, 3))
+    whole = OnnxCaptioner(package, providers=["CPUExecutionProvider"])
+    chunked = OnnxCaptioner(package, providers=["CPUExecutionProvider"], encoder_chunk=3)
+    features, state = whole.encode(images.astype(np.float32))
+    parts, part_state = chunked.encode(images.astype(np.float32))
+    assert parts.shape == features.shape
+    np.testing.assert_allclose(parts, features, rtol=1e-5, atol=1e-6)
+    for a, b in zip(part_state, state, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="encoder_chunk"):
+        OnnxCaptioner(package, providers=["CPUExecutionProvider"], encoder_chunk=-1)

@@ -1,5 +1,7 @@
 """The scheduler's batching with a toy model: same answers as decoding alone, bounded queue."""
 
+import time
+
 import numpy as np
 import pytest
 
@@ -70,6 +72,34 @@ def test_decoder_rows_respect_the_budget():
     work.stop(5)
     # Four 3-beam searches never fit 4 rows together, so encoder batches stay small.
     assert max(runtime.batches) <= 2 and sum(runtime.batches) == 4
+
+
+def test_while_captions_decode_only_join_per_step_images_are_encoded_between_steps():
+    """Images arriving while others decode join a few at a time, so the captions in
+    progress keep stepping; an idle scheduler still encodes a whole batch at once."""
+
+    class Slow(ToyRuntime):
+        """Steps take 5 ms and never end a caption early: the first one is still
+        decoding when the others arrive."""
+
+        def step(self, features, tokens, state):
+            time.sleep(0.005)
+            logp, state, alpha = super().step(features, tokens, state)
+            logp[:, END] = -1e9
+            return logp, state, alpha
+
+    runtime, metrics = Slow(), ServiceMetrics()
+    work = scheduler(runtime, metrics, max_queue_delay=0.0, join_per_step=2)
+    work.start()
+    first = work.submit(pixels(0), DecodeOptions(max_length=20), timeout=10)
+    while not runtime.batches:  # the first image is encoded and decoding
+        time.sleep(0.001)
+    later = [work.submit(pixels(i), DecodeOptions(max_length=20), timeout=10) for i in range(6)]
+    for future in [first, *later]:
+        future.result(10)
+    work.stop(5)
+    assert runtime.batches[0] == 1 and sum(runtime.batches) == 7
+    assert max(runtime.batches[1:]) <= 2  # joined while the first was decoding
 
 
 def test_a_full_queue_refuses_and_stop_finishes_what_was_admitted():
