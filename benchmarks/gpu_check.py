@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.timing import median_time  # noqa: E402
 from captioner.decoding import DecodeOptions  # noqa: E402
 from captioner.images import preprocess_bytes  # noqa: E402
 from captioner.package import open_package  # noqa: E402
@@ -39,16 +38,6 @@ from captioner.runtime import OnnxCaptioner  # noqa: E402
 
 REAL_PHOTOS = ROOT.parent / "shared" / "data" / "real_photos"
 CPU = "CPUExecutionProvider"
-
-
-def median_seconds(run, repeats: int = 10) -> float:
-    run()  # warm-up: the first call on CUDA also picks its kernels
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def captions(runtime: OnnxCaptioner, images: np.ndarray, beam: int) -> list[tuple[str, float]]:
@@ -62,12 +51,12 @@ def speed(runtime: OnnxCaptioner, images: np.ndarray) -> dict[str, float]:
     best = 0.0
     for batch in (1, 4, 16, 64):
         stacked = np.concatenate([images] * (batch // len(images) + 1))[:batch]
-        best = max(best, batch / median_seconds(lambda s=stacked: runtime.encode(s), 5))
+        best = max(best, batch / median_time(lambda s=stacked: runtime.encode(s), 5))
     one = images[:1]
     greedy = DecodeOptions(1, runtime.package.vocab.max_length)
     return {
         "encoder_best_images_per_second": best,
-        "one_image_seconds": median_seconds(lambda: runtime.caption(one, greedy, rerank=False)),
+        "one_image_seconds": median_time(lambda: runtime.caption(one, greedy, rerank=False), 10),
     }
 
 

@@ -35,21 +35,12 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.footprint import footprint  # noqa: E402
 from benchmarks.seed_model import SeedLoop, build_xception_merge  # noqa: E402
+from benchmarks.timing import median_time  # noqa: E402
 from captioner.decoding import DecodeOptions, decode  # noqa: E402
 from captioner.images import preprocess_bytes  # noqa: E402
 from captioner.package import open_package  # noqa: E402
 from captioner.runtime import OnnxCaptioner  # noqa: E402
 from tests.helpers import REAL_PHOTOS, ProcessServer  # noqa: E402
-
-
-def median_time(run, repeats: int) -> float:
-    run()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def decoding(

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.timing import median_time
 from captioner.decoding import DecodeOptions, decode
 from captioner.images import preprocess_bytes
 from captioner.package import Package, open_package
@@ -44,17 +45,6 @@ class Limit:
     with_preprocess_per_s: dict[int, float]  # the same with the JPEG decode and resize added
     single_ms: dict[int, float]  # one photo alone: encode + decode, median
     preprocess_ms: float  # JPEG decode + resize of one photo (not in the limit)
-
-
-def median_time(run: Callable[[], object], repeats: int = 3) -> float:
-    """Median seconds of ``repeats`` runs after one warm-up run."""
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 class _CountingStep:
